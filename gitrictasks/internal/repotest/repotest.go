@@ -1,0 +1,146 @@
+// Package repotest makes throwaway git repositories for tests, with the
+// real git command line.
+package repotest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Repo is a working copy under a test's temporary directory.
+type Repo struct {
+	Dir string
+}
+
+// Env is the environment every git command of this package runs with:
+// fixed identities and dates, and no user or system configuration.
+func Env() []string {
+	return append(os.Environ(),
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com",
+	)
+}
+
+// New initialises an empty repository (branch main) in a new directory.
+func New(t testing.TB) *Repo {
+	t.Helper()
+	r := &Repo{Dir: t.TempDir()}
+	r.Git(t, "init", "-q", "-b", "main")
+	return r
+}
+
+// Git runs git in the repository and returns its trimmed standard output;
+// a failure fails the test with git's own message.
+func (r *Repo) Git(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := Git(r.Dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Git runs git in dir.
+func Git(dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = Env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s in %s: %v: %s", strings.Join(args, " "), dir, err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// Write writes files (path relative to the repository: content).
+func (r *Repo) Write(t testing.TB, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.Dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Commit writes files, stages everything and commits; it returns the new
+// commit's hash.
+func (r *Repo) Commit(t testing.TB, msg string, files map[string]string) string {
+	t.Helper()
+	r.Write(t, files)
+	r.Git(t, "add", "-A")
+	r.Git(t, "commit", "-q", "--allow-empty", "-m", msg)
+	return r.Git(t, "rev-parse", "HEAD")
+}
+
+// Head is the hash HEAD points at.
+func (r *Repo) Head(t testing.TB) string {
+	t.Helper()
+	return r.Git(t, "rev-parse", "HEAD")
+}
+
+// History appends n commits to branch main in one git fast-import run, each
+// changing one of files files (file i%files gets a new line), so that a long
+// history costs a fraction of a second to make. Every file is present from
+// the first commit on.
+func (r *Repo) History(t testing.TB, n, files int) {
+	t.Helper()
+	var in bytes.Buffer
+	parent := ""
+	if out, err := Git(r.Dir, "rev-parse", "-q", "--verify", "refs/heads/main"); err == nil {
+		parent = out
+	}
+	contents := make([]string, files)
+	for i := range contents {
+		contents[i] = fmt.Sprintf("file %d\n%s", i, strings.Repeat(fmt.Sprintf("line of file %d\n", i), 20))
+	}
+	for c := 0; c < n; c++ {
+		fmt.Fprintf(&in, "commit refs/heads/main\nmark :%d\n", c+1)
+		fmt.Fprintf(&in, "committer Test <test@example.com> %d +0000\n", 1700000000+c)
+		msg := fmt.Sprintf("commit %d", c)
+		fmt.Fprintf(&in, "data %d\n%s\n", len(msg), msg)
+		switch {
+		case c > 0:
+			fmt.Fprintf(&in, "from :%d\n", c)
+		case parent != "":
+			fmt.Fprintf(&in, "from %s\n", parent)
+		}
+		if c == 0 {
+			for i, body := range contents {
+				writeFile(&in, i, body)
+			}
+			continue
+		}
+		i := c % files
+		contents[i] += fmt.Sprintf("change %d\n", c)
+		writeFile(&in, i, contents[i])
+	}
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = r.Dir
+	cmd.Env = Env()
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git fast-import: %v: %s", err, out)
+	}
+	r.Git(t, "reset", "-q", "--hard", "main")
+}
+
+func writeFile(in *bytes.Buffer, i int, body string) {
+	fmt.Fprintf(in, "M 100644 inline %s\ndata %d\n%s\n", filePath(i), len(body), body)
+}
+
+// filePath spreads files over a few directories, as real trees are.
+func filePath(i int) string {
+	return fmt.Sprintf("dir%02d/sub%d/file%04d.txt", i%16, i%3, i)
+}
