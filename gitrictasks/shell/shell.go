@@ -10,7 +10,7 @@ import "strings"
 // Quote returns s as a single sh word. Words made only of characters that
 // are never special to sh are returned as they are, for readable logs;
 // anything else is wrapped in single quotes, with embedded single quotes
-// written as '\''.
+// written as '\”.
 func Quote(s string) string {
 	if s == "" {
 		return "''"
