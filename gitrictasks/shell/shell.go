@@ -9,8 +9,8 @@ import "strings"
 
 // Quote returns s as a single sh word. Words made only of characters that
 // are never special to sh are returned as they are, for readable logs;
-// anything else is wrapped in single quotes, with embedded single quotes
-// written as '\”.
+// anything else is wrapped in single quotes, an embedded single quote
+// becoming: close the quotes, a backslash-escaped quote, reopen the quotes.
 func Quote(s string) string {
 	if s == "" {
 		return "''"
