@@ -45,10 +45,11 @@ type Update struct {
 }
 
 // Conn is a started `git receive-pack`: what we write reaches its standard
-// input, and its standard output is what we read. Closing In must signal
-// end of input (for SSH: the session's stdin pipe, whose Close sends EOF).
+// input, and its standard output is what we read. Push reads exactly the
+// protocol's bytes from Out and never closes In, so the same streams can
+// carry more after the push (gitric's host script goes on to the cutover).
 type Conn struct {
-	In  io.WriteCloser
+	In  io.Writer
 	Out io.Reader
 }
 
@@ -88,7 +89,9 @@ type PackFunc func(w io.Writer) error
 // the target while its answer is read, so neither side can stall the other.
 func (p *Push) Send(ctx context.Context, updates []Update, pack PackFunc, progress io.Writer) error {
 	if len(updates) == 0 {
-		return p.conn.In.Close()
+		// A flush packet: nothing to update; receive-pack ends.
+		_, err := io.WriteString(p.conn.In, "0000")
+		return err
 	}
 	req := packp.NewReferenceUpdateRequestFromCapabilities(p.caps)
 	if !p.caps.Supports(capability.ReportStatus) {
@@ -123,9 +126,6 @@ func (p *Push) Send(ctx context.Context, updates []Update, pack PackFunc, progre
 		}
 		return nil
 	}()
-	if closeErr := p.conn.In.Close(); sendErr == nil && closeErr != nil {
-		sendErr = fmt.Errorf("finish pack: %w", closeErr)
-	}
 
 	select {
 	case err := <-report:
@@ -161,7 +161,12 @@ func readReport(r io.Reader, band sideband.Type, progress io.Writer) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s", ErrRejected, strings.Join(bad, "; "))
 	}
-	// Drain what is left (a flush packet) so the session can end cleanly.
-	_, _ = io.Copy(io.Discard, r)
+	if band != 0 {
+		// The report travels inside band 1; the band stream ends with a
+		// flush packet of its own, which the demuxer reads as EOF.
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return fmt.Errorf("read the target's report: %w", err)
+		}
+	}
 	return nil
 }

@@ -34,6 +34,7 @@ func startLocal(t *testing.T, dir string) (Conn, func() error) {
 		t.Fatal(err)
 	}
 	return Conn{In: in, Out: out}, func() error {
+		in.Close()
 		if err := cmd.Wait(); err != nil {
 			return errors.New(err.Error() + ": " + stderr.String())
 		}

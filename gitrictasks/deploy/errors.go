@@ -1,0 +1,71 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrDirty means the local working copy has uncommitted changes.
+	ErrDirty = errors.New("working copy is dirty")
+	// ErrNonFastForward means a host is on a commit that the deployed
+	// commit does not contain: deploying would leave history behind.
+	ErrNonFastForward = errors.New("non-fast-forward push")
+	// ErrNotDeployed means the deploy stopped before cutting any host over.
+	ErrNotDeployed = errors.New("nothing was deployed")
+)
+
+// DirtyError lists what makes the working copy dirty.
+type DirtyError struct {
+	Root  string
+	Paths []string
+	Hint  string
+}
+
+func (e *DirtyError) Error() string {
+	shown := e.Paths
+	more := ""
+	if len(shown) > 5 {
+		more = fmt.Sprintf(" and %d more", len(shown)-5)
+		shown = shown[:5]
+	}
+	return fmt.Sprintf("Working copy is dirty (%s%s in %s). This check can be overridden by adding allowDirty to your call: %s",
+		strings.Join(shown, ", "), more, e.Root, e.Hint)
+}
+
+func (e *DirtyError) Unwrap() error { return ErrDirty }
+
+// NonFastForwardError is a refused push that would lose history on a host.
+type NonFastForwardError struct {
+	Host    string
+	Commit  string // what was to be deployed
+	Current string // what the host is on
+	Hint    string
+}
+
+func (e *NonFastForwardError) Error() string {
+	return fmt.Sprintf("%s is a non-fast-forward push to %s: the host is on %s, which it does not contain. "+
+		"The seed was aborted and the host left as it was, so you don't lose information. "+
+		"If you are doing this intentionally (a rollback, an amended commit), add forcePush to your call: %s",
+		e.Commit, e.Host, e.Current, e.Hint)
+}
+
+func (e *NonFastForwardError) Unwrap() error { return ErrNonFastForward }
+
+// HostError is a failure on one host, in one step of the deploy.
+type HostError struct {
+	Host string
+	Step string // connect, prepare, seed, stop, reset, start
+	Err  error
+}
+
+func (e *HostError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, e.Host+":") || strings.HasPrefix(msg, e.Host+" ") {
+		return msg
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Host, e.Step, msg)
+}
+
+func (e *HostError) Unwrap() error { return e.Err }

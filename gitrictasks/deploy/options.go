@@ -1,0 +1,123 @@
+// Package deploy is gitric's deploy flow over one or many hosts, usable
+// without mage: check the local repository, seed every host (push the
+// commit's objects; working copies and services untouched), then cut each
+// host over: stop the service, reset the working copy to the commit, start
+// the service.
+//
+// Every host is driven through one SSH connection and, for a deploy, one
+// session on it running a small POSIX sh script: it reports the host's
+// current commit, runs git receive-pack for the push, then waits for the
+// word to cut over. A host whose seed fails, or that would lose history, is
+// never cut over, and neither is any other host of the deploy.
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/gitric/gitric/gitrictasks/remote"
+)
+
+// Stage is a named set of hosts that get the same deploy.
+type Stage struct {
+	Name string
+	// Hosts are user@host[:port] addresses.
+	Hosts []string
+	// Path is the repository (and working copy) on each host. A relative
+	// path is relative to the login user's home directory.
+	Path string
+	// Stop and Start are shell commands run on each host in Path, around
+	// the reset. Either may be empty.
+	Stop, Start string
+}
+
+// Options is one deploy.
+type Options struct {
+	Stage Stage
+	// Rev is what to deploy: a branch, tag, full or short hash; HEAD when
+	// empty.
+	Rev string
+	// Dir is inside the local working copy; "." when empty.
+	Dir string
+	// AllowDirty deploys the committed Rev even when the working copy has
+	// uncommitted changes or untracked files.
+	AllowDirty bool
+	// IgnoreUntracked leaves untracked files out of the dirty check.
+	IgnoreUntracked bool
+	// ForcePush deploys even when a host's commit is not an ancestor of
+	// Rev, so that history on the host is left behind.
+	ForcePush bool
+	// SSH says how to connect and whom to trust.
+	SSH remote.Config
+	// Parallel is how many hosts are connected and seeded at once;
+	// default 10.
+	Parallel int
+	// CutoverTimeout bounds stop + reset + start on one host; default 5m.
+	CutoverTimeout time.Duration
+	// Out receives the deploy's output; nothing is printed when nil.
+	Out io.Writer
+	// Verbose also prints what the hosts' git says while storing the pack,
+	// and how each connection was set up.
+	Verbose bool
+	// Hints name the way to override a refusal in the caller's own terms
+	// (gitrictasks sets "mage allowDirty prod deploy" and the like).
+	Hints Hints
+}
+
+// Hints are the words a refusal uses to say how to override it.
+type Hints struct {
+	AllowDirty string
+	ForcePush  string
+}
+
+// ErrInvalidOptions means Options cannot describe a deploy.
+var ErrInvalidOptions = errors.New("invalid deploy options")
+
+// Validate checks the options without touching the repository or network.
+func (o *Options) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: stage %q: %s", ErrInvalidOptions, o.Stage.Name, fmt.Sprintf(format, args...))
+	}
+	if len(o.Stage.Hosts) == 0 {
+		return bad("no hosts (list them in the stage, or set GITRIC_HOSTS=user@host[:port],...)")
+	}
+	if strings.TrimSpace(o.Stage.Path) == "" {
+		return bad("no repository path for the targets (set Path)")
+	}
+	if strings.ContainsRune(o.Stage.Path, 0) || strings.ContainsRune(o.Stage.Path, '\n') {
+		return bad("the repository path %q holds a NUL or newline", o.Stage.Path)
+	}
+	for _, h := range o.Stage.Hosts {
+		if _, err := remote.ParseAddress(h); err != nil {
+			return fmt.Errorf("%w: stage %q: %w", ErrInvalidOptions, o.Stage.Name, err)
+		}
+	}
+	if o.Parallel < 0 {
+		return bad("Parallel must not be negative")
+	}
+	return nil
+}
+
+func (o *Options) defaults() {
+	if o.Dir == "" {
+		o.Dir = "."
+	}
+	if o.Parallel == 0 {
+		o.Parallel = 10
+	}
+	if o.CutoverTimeout == 0 {
+		o.CutoverTimeout = 5 * time.Minute
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Hints.AllowDirty == "" {
+		o.Hints.AllowDirty = "set AllowDirty"
+	}
+	if o.Hints.ForcePush == "" {
+		o.Hints.ForcePush = "set ForcePush"
+	}
+}
