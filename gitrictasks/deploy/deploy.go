@@ -241,7 +241,7 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, d.opts.CutoverTimeout)
-		t, err := h.sess.cutover(cctx, d.commit.Hash, d.opts.Stage.Stop != "")
+		t, err := h.sess.cutover(cctx, d.commit.Hash)
 		cancel()
 		h.res.Stop, h.res.Reset, h.res.Start, h.res.Downtime = t.stop, t.reset, t.start, t.downtime
 		if err != nil {

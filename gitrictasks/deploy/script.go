@@ -32,7 +32,9 @@ const seedRef = "refs/gitric/seed"
 //
 // Steps: prepare the repository (create it when missing), report HEAD, run
 // git receive-pack, then read one line: "cutover <sha>" runs stop, reset,
-// start and reports each; end of input ends the script with no change.
+// start and reports each; end of input ends the script with no change. On
+// a first deploy (no HEAD yet) there is nothing to stop, and the stop
+// command, which usually lives in the deployed tree, is not run.
 const hostScript = `set -u
 say() { printf '%s %s\n' "$T" "$*"; }
 die() { printf 'gitric: %s\n' "$2" >&2; say error "$1"; exit 1; }
@@ -47,17 +49,20 @@ if [ "$(git rev-parse --git-dir 2>/dev/null)" != .git ]; then
 	git -c init.defaultBranch=main init -q . >&2 && git config receive.denyCurrentBranch ignore || die init "git init failed in $PWD"
 fi
 [ -w .git ] || die path "$PWD/.git is not writable by $(id -un)"
-say head "$(git rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null || echo none)"
+head=$(git rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null) || head=none
+say head "$head"
 git receive-pack . || die seed "git receive-pack failed in $PWD"
 say seeded
 read -r cmd sha || exit 0
 [ "$cmd" = cutover ] || exit 0
 case $sha in *[!0-9a-f]*|'') die proto "bad commit '$sha'";; esac
 say stopping
-if [ -n "$STOP" ]; then
+if [ -n "$STOP" ] && [ "$head" != none ]; then
 	sh -c "$STOP" >&2 </dev/null; s=$?
 	say stopped $s
 	[ $s -eq 0 ] || exit 1
+else
+	say stopped - # nothing to stop, or nothing deployed yet to stop
 fi
 git reset -q --hard "$sha" >&2 </dev/null; r=$?
 if [ $r -eq 0 ]; then git --no-pager log -1 --format='HEAD is now at %h %s' >&2; fi
@@ -273,7 +278,7 @@ type cutoverTimes struct {
 }
 
 // cutover tells the script to stop, reset to want, and start, and times it.
-func (s *session) cutover(ctx context.Context, want plumbing.Hash, hasStop bool) (cutoverTimes, error) {
+func (s *session) cutover(ctx context.Context, want plumbing.Hash) (cutoverTimes, error) {
 	var t cutoverTimes
 	begin := time.Now()
 	if _, err := fmt.Fprintf(s.proc.Stdin, "cutover %s\n", want); err != nil {
@@ -283,17 +288,15 @@ func (s *session) cutover(ctx context.Context, want plumbing.Hash, hasStop bool)
 		return t, &HostError{Host: s.host.Address().Name(), Step: "stop", Err: err}
 	}
 	mark := time.Now()
-	if hasStop {
-		_, status, err := s.expect("stopped")
-		if err != nil {
-			return t, &HostError{Host: s.host.Address().Name(), Step: "stop", Err: err}
-		}
-		t.stop = time.Since(mark)
-		mark = time.Now()
-		if status != "0" {
-			_ = s.wait() // the script has exited 1; its message is on the console
-			return t, &HostError{Host: s.host.Address().Name(), Step: "stop", Err: fmt.Errorf("the stop command failed (exit status %s); the working copy was not changed", status)}
-		}
+	_, status, err := s.expect("stopped")
+	if err != nil {
+		return t, &HostError{Host: s.host.Address().Name(), Step: "stop", Err: err}
+	}
+	t.stop = time.Since(mark)
+	mark = time.Now()
+	if status != "0" && status != "-" {
+		_ = s.wait() // the script has exited 1; its message is on the console
+		return t, &HostError{Host: s.host.Address().Name(), Step: "stop", Err: fmt.Errorf("the stop command failed (exit status %s); the working copy was not changed", status)}
 	}
 	_, rstatus, err := s.expect("reset")
 	if err != nil {
