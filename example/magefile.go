@@ -11,7 +11,7 @@ import (
 func init() {
 	// prod: real servers. Replace the host, or override it without editing
 	// this file: GITRIC_HOSTS=deploy@web1,deploy@web2:2222 mage prod deploy
-	gitrictasks.SetStage("prod", gitrictasks.Stage{
+	gitrictasks.SetStage("prod", gitrictasks.StageConfig{
 		Hosts: []string{"deploy@hello.example.com"},
 		Path:  "apps/hello", // relative to the deploy user's home
 		Stop:  "sh example/hello.sh stop",
@@ -19,7 +19,7 @@ func init() {
 	})
 	// local: the embedded SSH host (mage local deploy); only its path and
 	// commands come from here.
-	gitrictasks.SetStage("local", gitrictasks.Stage{
+	gitrictasks.SetStage("local", gitrictasks.StageConfig{
 		Path:  "hello",
 		Stop:  "sh example/hello.sh stop",
 		Start: "sh example/hello.sh start",

@@ -13,25 +13,34 @@
 //	)
 //
 //	func init() {
-//		gitrictasks.SetStage("prod", gitrictasks.Stage{
+//		gitrictasks.SetStage("prod", gitrictasks.StageConfig{
 //			Hosts: []string{"deploy@web1.example.com", "deploy@web2.example.com:2222"},
+//			Roles: map[string][]string{"web": {"deploy@web1.example.com"}},
 //			Path:  "apps/hello", // relative to the login user's home
 //			Stop:  "sudo systemctl stop hello",
 //			Start: "sudo systemctl start hello",
+//			Check: "curl -fsS localhost:8080/health",
 //		})
+//		gitrictasks.SetStage("staging", gitrictasks.StageConfig{...})
 //	}
 //
 // Then `mage prod deploy` deploys HEAD, `mage allowDirty prod deploy` does
 // so from a dirty working copy, `mage forcePush prod deploy` even when a
 // host would lose history, and `mage ref v1.2.0 prod deploy` deploys a
-// tag, branch or commit instead of HEAD. `mage local deploy` deploys to an
-// SSH server that gitric runs itself on 127.0.0.1, into .gitric/local.
+// tag, branch or commit instead of HEAD. `mage stage staging deploy`
+// selects any stage by name, `mage prod only web deploy` one role of it.
+// `mage prod status` shows what every host runs, `mage prod rollback` puts
+// them back on the previous deploy, `mage prod unlock` removes a stale
+// deploy lock. `mage local deploy` deploys to an SSH server that gitric
+// runs itself on 127.0.0.1, into .gitric/local.
 //
-// The environment can change a stage without editing code: GITRIC_HOSTS
-// (user@host[:port],...) replaces its hosts, GITRIC_KNOWN_HOSTS (a
+// The environment can change a call without editing code: GITRIC_HOSTS
+// (user@host[:port],...) replaces the stage's hosts; GITRIC_KNOWN_HOSTS (a
 // colon-separated list of files) and GITRIC_IDENTITY (a private key file)
 // replace the SSH defaults of ~/.ssh/known_hosts and ssh-agent plus
-// ~/.ssh/id_*.
+// ~/.ssh/id_*; GITRIC_BATCH ("all", "2", "25%") and GITRIC_PARALLEL set the
+// cutover batch and the seeding concurrency; GITRIC_OUTPUT=json prints
+// JSON lines for CI logs.
 //
 // The targets only record choices in a shared state and hand them to the
 // engine in the deploy package, which can be used without mage.
@@ -42,10 +51,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/magefile/mage/mg"
 	"golang.org/x/crypto/ssh"
@@ -56,8 +69,20 @@ import (
 	"github.com/gitric/gitric/gitrictasks/remote"
 )
 
-// Stage is a named set of hosts and what to run on them; see deploy.Stage.
-type Stage = deploy.Stage
+// StageConfig is a named set of hosts and what to run on them; see
+// deploy.Stage.
+type StageConfig = deploy.Stage
+
+// Settings apply to every stage; see deploy.Options for each.
+type Settings struct {
+	SSH             remote.Config
+	Parallel        int
+	Batch           string
+	NoRollback      bool
+	IgnoreUntracked bool
+	CheckTimeout    time.Duration
+	CutoverTimeout  time.Duration
+}
 
 // LocalStage is the name of the stage the Local target selects.
 const LocalStage = "local"
@@ -65,37 +90,49 @@ const LocalStage = "local"
 // state is what the targets of one mage call set for the ones after them.
 type state struct {
 	mu         sync.Mutex
-	stages     map[string]Stage
+	stages     map[string]StageConfig
+	settings   Settings
 	stage      string
+	role       string
 	allowDirty bool
 	forcePush  bool
 	rev        string
-	ssh        remote.Config
 }
 
-var current = &state{stages: map[string]Stage{}}
+var current = &state{stages: map[string]StageConfig{}}
 
 // SetStage defines (or redefines) a stage. Call it from your magefile's
 // init. A stage named "prod" is what the Prod target selects; "local"
 // customises Local (its hosts are ignored).
-func SetStage(name string, s Stage) {
+func SetStage(name string, s StageConfig) {
 	current.mu.Lock()
 	defer current.mu.Unlock()
 	s.Name = name
 	current.stages[name] = s
 }
 
-// SetSSH sets how gitric connects: known_hosts files, identity files, keys
-// and timeouts. Call it from your magefile's init; the environment
-// variables GITRIC_KNOWN_HOSTS and GITRIC_IDENTITY still take precedence.
-func SetSSH(cfg remote.Config) {
+// Configure sets what applies to every stage: how to connect (known_hosts,
+// identities, timeouts), seeding concurrency, cutover batches. Call it from
+// your magefile's init; the GITRIC_* environment variables still take
+// precedence.
+func Configure(s Settings) {
 	current.mu.Lock()
 	defer current.mu.Unlock()
-	current.ssh = cfg
+	current.settings = s
 }
 
 // Prod selects the production stage: the hosts the magefile names for "prod" (or GITRIC_HOSTS).
 func Prod() { selectStage("prod") }
+
+// Stage selects a stage by name: mage stage staging deploy.
+func Stage(name string) { selectStage(name) }
+
+// Only limits the call to the hosts of one role of the stage: mage prod only web deploy.
+func Only(role string) {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	current.role = role
+}
 
 // Local selects the embedded local host: an SSH server on 127.0.0.1 that deploys into .gitric/local.
 func Local() { selectStage(LocalStage) }
@@ -121,25 +158,48 @@ func Ref(ref string) {
 	current.rev = ref
 }
 
-// Deploy deploys the commit to every host of the chosen stage: seed, stop, reset --hard, start.
+// Deploy deploys the commit to every host of the chosen stage: seed all, then stop, reset --hard, start in batches.
 func Deploy(ctx context.Context) error {
+	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+		_, err := deploy.Run(ctx, opts)
+		return err
+	})
+}
+
+// Rollback puts every host of the chosen stage back on the commit deployed before the current one.
+func Rollback(ctx context.Context) error {
+	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+		_, err := deploy.Rollback(ctx, opts)
+		return err
+	})
+}
+
+// Status shows what every host of the chosen stage runs, its lock and local edits, and any drift (read-only).
+func Status(ctx context.Context) error {
+	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+		_, err := deploy.Status(ctx, opts)
+		return err
+	})
+}
+
+// Unlock removes a stale deploy lock from every host of the chosen stage.
+func Unlock(ctx context.Context) error {
+	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+		return deploy.Unlock(ctx, opts)
+	})
+}
+
+// withOptions runs fn with the options the earlier targets chose. SIGTERM
+// cancels like Ctrl-C: a host step under way is finished, locks released.
+func withOptions(ctx context.Context, fn func(context.Context, deploy.Options) error) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
 	opts, cleanup, err := current.options(ctx)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	res, err := deploy.Run(ctx, opts)
-	if err != nil {
-		return err
-	}
-	done := 0
-	for _, h := range res.Hosts {
-		if !h.Skipped {
-			done++
-		}
-	}
-	fmt.Printf("deployed %s to %d of %d host(s) of %s\n", res.Commit, done, len(res.Hosts), opts.Stage.Name)
-	return nil
+	return fn(ctx, opts)
 }
 
 func selectStage(name string) {
@@ -162,29 +222,59 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 	}
 	stage, ok := s.stages[s.stage]
 	if !ok && s.stage != LocalStage {
-		return deploy.Options{}, nothing, fmt.Errorf("stage %q is not defined: call gitrictasks.SetStage(%q, gitrictasks.Stage{...}) in your magefile's init", s.stage, s.stage)
+		return deploy.Options{}, nothing, fmt.Errorf("stage %q is not defined (stages: %s): call gitrictasks.SetStage(%q, gitrictasks.StageConfig{...}) in your magefile's init", s.stage, s.stageNames(), s.stage)
 	}
 	stage.Name = s.stage
+	set := s.settings
 	opts := deploy.Options{
-		Stage:      stage,
-		Rev:        s.rev,
-		AllowDirty: s.allowDirty,
-		ForcePush:  s.forcePush,
-		SSH:        s.ssh,
-		Out:        os.Stdout,
-		Verbose:    mg.Verbose(),
+		Stage:           stage,
+		Role:            s.role,
+		Rev:             s.rev,
+		AllowDirty:      s.allowDirty,
+		ForcePush:       s.forcePush,
+		IgnoreUntracked: set.IgnoreUntracked,
+		SSH:             set.SSH,
+		Parallel:        set.Parallel,
+		Batch:           set.Batch,
+		NoRollback:      set.NoRollback,
+		CheckTimeout:    set.CheckTimeout,
+		CutoverTimeout:  set.CutoverTimeout,
+		Out:             os.Stdout,
+		Verbose:         mg.Verbose(),
+		JSON:            os.Getenv("GITRIC_OUTPUT") == "json",
 	}
-	call := s.stage + " deploy"
+	sel := s.stage
+	if s.stage != LocalStage && s.stage != "prod" {
+		sel = "stage " + s.stage
+	}
+	if s.role != "" {
+		sel += " only " + s.role
+	}
 	if s.rev != "" {
-		call = "ref " + s.rev + " " + call
+		sel = "ref " + s.rev + " " + sel
 	}
-	opts.Hints.AllowDirty = "mage allowDirty " + call
-	opts.Hints.ForcePush = "mage forcePush " + call
-	if s.allowDirty {
-		opts.Hints.ForcePush = "mage allowDirty forcePush " + call
+	flags := func(extra string) string {
+		f := []string{"mage"}
+		if s.allowDirty || extra == "allowDirty" {
+			f = append(f, "allowDirty")
+		}
+		if s.forcePush || extra == "forcePush" {
+			f = append(f, "forcePush")
+		}
+		return strings.Join(f, " ") + " " + sel + " deploy"
 	}
-	if s.forcePush {
-		opts.Hints.AllowDirty = "mage allowDirty forcePush " + call
+	opts.Hints.AllowDirty = flags("allowDirty")
+	opts.Hints.ForcePush = flags("forcePush")
+	opts.Hints.Unlock = "mage " + sel + " unlock"
+	if v := os.Getenv("GITRIC_BATCH"); v != "" {
+		opts.Batch = v
+	}
+	if v := os.Getenv("GITRIC_PARALLEL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return opts, nothing, fmt.Errorf("GITRIC_PARALLEL=%q: want a number of hosts, 1 or more", v)
+		}
+		opts.Parallel = n
 	}
 	if v := os.Getenv("GITRIC_KNOWN_HOSTS"); v != "" {
 		opts.SSH.KnownHostsFiles = filepath.SplitList(v)

@@ -1,38 +1,89 @@
 // Package console writes what a deploy prints: whole lines, each prefixed
-// with the host it is about and aligned, safe to use from one goroutine per
-// host.
+// with the host it is about and aligned (coloured on a terminal), safe to
+// use from one goroutine per host; or, for CI logs, JSON lines.
 package console
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
+	"time"
 )
+
+// Options choose the output's form.
+type Options struct {
+	// JSON prints every line as a JSON object: {"time","host","msg"}.
+	JSON bool
+	// Color forces colour on or off; nil: colour when out is a terminal
+	// and NO_COLOR is not set.
+	Color *bool
+}
 
 // Console serialises lines from many writers onto one output.
 type Console struct {
-	mu    sync.Mutex
-	out   io.Writer
-	width int
+	mu     sync.Mutex
+	out    io.Writer
+	width  int
+	json   bool
+	color  bool
+	colors map[string]string
 }
 
+var palette = []string{"\x1b[36m", "\x1b[35m", "\x1b[33m", "\x1b[34m", "\x1b[32m", "\x1b[96m", "\x1b[95m", "\x1b[93m"}
+
 // New writes to out. Prefixes are padded to the longest of names.
-func New(out io.Writer, names ...string) *Console {
-	c := &Console{out: out}
-	for _, n := range names {
+func New(out io.Writer, opts Options, names ...string) *Console {
+	c := &Console{out: out, json: opts.JSON, colors: map[string]string{}}
+	if opts.Color != nil {
+		c.color = *opts.Color
+	} else {
+		c.color = isTerminal(out) && os.Getenv("NO_COLOR") == ""
+	}
+	for i, n := range names {
 		c.width = max(c.width, len(n))
+		c.colors[n] = palette[i%len(palette)]
 	}
 	return c
 }
 
-// Printf prints one unprefixed line.
-func (c *Console) Printf(format string, args ...any) {
-	c.write([]byte(strings.TrimRight(fmt.Sprintf(format, args...), "\n") + "\n"))
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func (c *Console) write(b []byte) {
+// Printf prints one line about the whole run.
+func (c *Console) Printf(format string, args ...any) {
+	c.line("", strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+}
+
+func (c *Console) line(host, msg string) {
+	var b []byte
+	switch {
+	case c.json:
+		v := struct {
+			Time string `json:"time"`
+			Host string `json:"host,omitempty"`
+			Msg  string `json:"msg"`
+		}{time.Now().UTC().Format(time.RFC3339Nano), host, msg}
+		b, _ = json.Marshal(v)
+		b = append(b, '\n')
+	case host == "":
+		b = []byte(msg + "\n")
+	default:
+		prefix := "[" + host + "]" + strings.Repeat(" ", max(0, c.width-len(host))) + " "
+		if c.color {
+			prefix = c.colors[host] + prefix + "\x1b[0m"
+		}
+		b = []byte(prefix + msg + "\n")
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, _ = c.out.Write(b)
@@ -41,13 +92,13 @@ func (c *Console) write(b []byte) {
 // Host returns a writer whose every line is printed as "[name] line".
 // Partial lines are held until their newline, or until Flush.
 func (c *Console) Host(name string) *Writer {
-	return &Writer{c: c, prefix: "[" + name + "]" + strings.Repeat(" ", c.width-len(name)) + " "}
+	return &Writer{c: c, host: name}
 }
 
 // Writer is one host's line writer.
 type Writer struct {
 	c       *Console
-	prefix  string
+	host    string
 	mu      sync.Mutex
 	pending []byte
 }
@@ -63,12 +114,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		line := w.pending[:i]
+		line := string(w.pending[:i])
 		w.pending = w.pending[i+1:]
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
+		if strings.TrimSpace(line) != "" {
+			w.c.line(w.host, line)
 		}
-		w.c.write([]byte(w.prefix + string(line) + "\n"))
 	}
 	return len(p), nil
 }
@@ -82,8 +132,49 @@ func (w *Writer) Printf(format string, args ...any) {
 func (w *Writer) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(bytes.TrimSpace(w.pending)) > 0 {
-		w.c.write([]byte(w.prefix + string(w.pending) + "\n"))
+	if strings.TrimSpace(string(w.pending)) != "" {
+		w.c.line(w.host, string(w.pending))
 	}
 	w.pending = nil
+}
+
+// Row is one host's line in a summary table.
+type Row struct {
+	Host, From, To string
+	Seed, Downtime time.Duration
+	Result         string
+}
+
+// Summary prints a table of rows (or, in JSON mode, one object per row
+// and one for the whole run).
+func (c *Console) Summary(rows []Row, took time.Duration) {
+	if c.json {
+		for _, r := range rows {
+			b, _ := json.Marshal(map[string]any{
+				"summary": true, "host": r.Host, "from": r.From, "to": r.To,
+				"seed_ms": r.Seed.Milliseconds(), "downtime_ms": r.Downtime.Milliseconds(), "result": r.Result,
+			})
+			c.mu.Lock()
+			_, _ = c.out.Write(append(b, '\n'))
+			c.mu.Unlock()
+		}
+		return
+	}
+	var b strings.Builder
+	w := max(c.width, len("host"))
+	fmt.Fprintf(&b, "%-*s  %-7s  %-7s  %8s  %8s  %s\n", w, "host", "from", "to", "seed", "downtime", "result")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-*s  %-7s  %-7s  %8s  %8s  %s\n", w, r.Host, r.From, r.To, ms(r.Seed), ms(r.Downtime), r.Result)
+	}
+	fmt.Fprintf(&b, "%d host(s) in %s\n", len(rows), took.Round(time.Millisecond))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, _ = io.WriteString(c.out, b.String())
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%dms", d.Milliseconds())
 }

@@ -2,12 +2,14 @@ package console
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
 )
 
 func TestHostLines(t *testing.T) {
 	var out bytes.Buffer
-	c := New(&out, "web1", "db")
+	c := New(&out, Options{}, "web1", "db")
 	w := c.Host("db")
 	w.Write([]byte("one\ntw"))
 	w.Write([]byte("o\r50%\rthree\n\n"))
@@ -17,5 +19,37 @@ func TestHostLines(t *testing.T) {
 	want := "[db]   one\n[db]   two\n[db]   50%\n[db]   three\n[db]   tail\ndone\n"
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+func TestJSONLines(t *testing.T) {
+	var out bytes.Buffer
+	c := New(&out, Options{JSON: true}, "web1")
+	c.Host("web1").Printf("hello")
+	c.Summary([]Row{{Host: "web1", Result: "ok"}}, 0)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines: %s", len(lines), out.String())
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &v); err != nil || v["host"] != "web1" || v["msg"] != "hello" {
+		t.Errorf("line %s: %v %v", lines[0], v, err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &v); err != nil || v["result"] != "ok" {
+		t.Errorf("summary %s: %v %v", lines[1], v, err)
+	}
+}
+
+func TestColorOnlyWhenAsked(t *testing.T) {
+	var out bytes.Buffer
+	on := true
+	New(&out, Options{Color: &on}, "a").Host("a").Printf("x")
+	if !strings.Contains(out.String(), "\x1b[") {
+		t.Errorf("no colour: %q", out.String())
+	}
+	out.Reset()
+	New(&out, Options{}, "a").Host("a").Printf("x")
+	if strings.Contains(out.String(), "\x1b[") {
+		t.Errorf("colour on a non-terminal: %q", out.String())
 	}
 }

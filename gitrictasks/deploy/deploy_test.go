@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
@@ -386,36 +385,6 @@ func TestNoGitOnTarget(t *testing.T) {
 	}
 	if !strings.Contains(f.out.String(), "apt-get install git") {
 		t.Errorf("output does not say how to install git:\n%s", f.out)
-	}
-}
-
-func TestSeveralHostsAllOrNothing(t *testing.T) {
-	f := newFixture(t, sshdtest.Options{})
-	second := sshdtest.Start(t, sshdtest.Options{
-		AuthorizedKeys: []string{string(ssh.MarshalAuthorizedKey(f.srv.ClientSigner.PublicKey()))},
-	})
-	kh := filepath.Join(t.TempDir(), "known_hosts")
-	a, _ := os.ReadFile(f.srv.KnownHostsFile)
-	b, _ := os.ReadFile(second.KnownHostsFile)
-	os.WriteFile(kh, append(append(a, '\n'), b...), 0o600)
-
-	opts := f.options()
-	opts.SSH.KnownHostsFiles = []string{kh}
-	opts.Stage.Hosts = append(opts.Stage.Hosts, second.User+"@"+closedPort(t))
-	_, err := deploy.Run(context.Background(), opts)
-	if !errors.Is(err, remote.ErrUnreachable) {
-		t.Fatalf("deploy with one unreachable host = %v", err)
-	}
-	if got := f.targetHead(t); got != "" {
-		t.Fatalf("a host was cut over although another failed to seed: HEAD %s", got)
-	}
-	opts.Stage.Hosts[1] = second.User + "@" + second.Addr
-	res := f.deploy(t, opts)
-	if len(res.Hosts) != 2 || f.targetHead(t) != f.src.Head(t) {
-		t.Fatalf("two-host deploy: %+v", res.Hosts)
-	}
-	if !strings.Contains(f.out.String(), "["+second.Addr+"] HEAD is now at") {
-		t.Errorf("output is not prefixed by host:\n%s", f.out)
 	}
 }
 

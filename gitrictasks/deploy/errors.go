@@ -14,7 +14,27 @@ var (
 	ErrNonFastForward = errors.New("non-fast-forward push")
 	// ErrNotDeployed means the deploy stopped before cutting any host over.
 	ErrNotDeployed = errors.New("nothing was deployed")
+	// ErrLocked means another deploy holds the stage's lock on a host.
+	ErrLocked = errors.New("locked")
+	// ErrNoPrevious means a host's audit log names no commit to roll back to.
+	ErrNoPrevious = errors.New("no previous deploy to roll back to")
+	// ErrInterrupted means the deploy was cancelled (Ctrl-C) and stopped
+	// after finishing the host steps under way.
+	ErrInterrupted = errors.New("interrupted")
 )
+
+// LockedError is a host whose deploy lock another deploy holds.
+type LockedError struct {
+	Host  string
+	Owner string // who, since when, which commit
+	Hint  string // how to remove a stale lock
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s: %v by %s; nothing was changed. If that deploy is gone for good, remove the stale lock with: %s", e.Host, ErrLocked, e.Owner, e.Hint)
+}
+
+func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // DirtyError lists what makes the working copy dirty.
 type DirtyError struct {

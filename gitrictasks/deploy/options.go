@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,28 @@ type Stage struct {
 	// Stop and Start are shell commands run on each host in Path, around
 	// the reset. Either may be empty.
 	Stop, Start string
+	// Check is an optional health check run in Path after Start; it is
+	// retried every second until it passes or CheckTimeout runs out.
+	Check string
+	// Roles name subsets of Hosts (e.g. "web", "worker"), for Options.Role.
+	Roles map[string][]string
+}
+
+// hostsFor returns the stage's hosts with the role, or all for "".
+func (s Stage) hostsFor(role string) ([]string, error) {
+	if role == "" {
+		return s.Hosts, nil
+	}
+	hosts, ok := s.Roles[role]
+	if !ok {
+		var names []string
+		for r := range s.Roles {
+			names = append(names, r)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("%w: stage %q has no role %q (roles: %s)", ErrInvalidOptions, s.Name, role, strings.Join(names, ", "))
+	}
+	return hosts, nil
 }
 
 // Options is one deploy.
@@ -52,11 +76,27 @@ type Options struct {
 	ForcePush bool
 	// SSH says how to connect and whom to trust.
 	SSH remote.Config
+	// Role limits the deploy to the stage's hosts with that role.
+	Role string
 	// Parallel is how many hosts are connected and seeded at once;
 	// default 10.
 	Parallel int
-	// CutoverTimeout bounds stop + reset + start on one host; default 5m.
+	// Batch is how many hosts are cut over at a time, once every host is
+	// seeded: "all", a number ("2"), or a percentage of the hosts ("25%").
+	// Default "1": one host after another. A failed batch ends the rollout.
+	Batch string
+	// NoRollback leaves hosts whose cutover failed as they are, instead of
+	// resetting them to their previous commit.
+	NoRollback bool
+	// CutoverTimeout bounds stop + reset + start + check on one host;
+	// default 5m.
 	CutoverTimeout time.Duration
+	// CheckTimeout bounds how long Stage.Check may take to pass; default 30s.
+	CheckTimeout time.Duration
+	// Who is recorded in locks and audit logs; default user@machine.
+	Who string
+	// JSON prints JSON lines instead of text, for CI logs.
+	JSON bool
 	// Out receives the deploy's output; nothing is printed when nil.
 	Out io.Writer
 	// Verbose also prints what the hosts' git says while storing the pack,
@@ -71,6 +111,7 @@ type Options struct {
 type Hints struct {
 	AllowDirty string
 	ForcePush  string
+	Unlock     string
 }
 
 // ErrInvalidOptions means Options cannot describe a deploy.
@@ -98,7 +139,36 @@ func (o *Options) Validate() error {
 	if o.Parallel < 0 {
 		return bad("Parallel must not be negative")
 	}
+	if _, err := batchSize(o.Batch, 1); err != nil {
+		return bad("%v", err)
+	}
+	if _, err := o.Stage.hostsFor(o.Role); err != nil {
+		return err
+	}
 	return nil
+}
+
+// batchSize is how many of n hosts one batch holds.
+func batchSize(spec string, n int) (int, error) {
+	spec = strings.TrimSpace(spec)
+	switch {
+	case spec == "" || spec == "1":
+		return 1, nil
+	case spec == "all":
+		return max(n, 1), nil
+	case strings.HasSuffix(spec, "%"):
+		p, err := strconv.Atoi(strings.TrimSuffix(spec, "%"))
+		if err != nil || p < 1 || p > 100 {
+			return 0, fmt.Errorf("batch %q: a percentage must be from 1%% to 100%%", spec)
+		}
+		return max(1, n*p/100), nil
+	default:
+		k, err := strconv.Atoi(spec)
+		if err != nil || k < 1 {
+			return 0, fmt.Errorf("batch %q: write all, a number of hosts, or a percentage such as 25%%", spec)
+		}
+		return k, nil
+	}
 }
 
 func (o *Options) defaults() {
@@ -111,6 +181,12 @@ func (o *Options) defaults() {
 	if o.CutoverTimeout == 0 {
 		o.CutoverTimeout = 5 * time.Minute
 	}
+	if o.CheckTimeout == 0 {
+		o.CheckTimeout = 30 * time.Second
+	}
+	if o.Who == "" {
+		o.Who = Who()
+	}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -119,5 +195,8 @@ func (o *Options) defaults() {
 	}
 	if o.Hints.ForcePush == "" {
 		o.Hints.ForcePush = "set ForcePush"
+	}
+	if o.Hints.Unlock == "" {
+		o.Hints.Unlock = "deploy.Unlock"
 	}
 }

@@ -1,0 +1,548 @@
+package bench
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gitric/gitric/gitrictasks/internal/repotest"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
+	"github.com/gitric/gitric/gitrictasks/shell"
+)
+
+const (
+	// historyCommits and historyFiles shape the local repository.
+	historyCommits = 1000
+	historyFiles   = 200
+	// defaultRuns is the number of timed runs per tool and scenario when
+	// GITRIC_BENCH_RUNS is not set.
+	defaultRuns = 7
+)
+
+// sample is one timed deploy.
+type sample struct {
+	elapsed time.Duration
+	rssKiB  int64 // peak RSS of the measured process; 0 when unknown
+	out     string
+}
+
+// tool is one way of deploying a commit into a repository on the host.
+type tool struct {
+	name  string
+	rssOf string // which process's peak RSS the samples hold
+	// logins is how many SSH logins one deploy takes.
+	logins int
+	deploy func(t *testing.T, target, sha string) sample
+}
+
+// scenario is one kind of deploy, measured for both tools.
+type scenario struct {
+	name string
+	// goal is the ratio of medians gitric/CLI aimed at.
+	goal float64
+	// fresh empties each target before every deploy, so that the whole
+	// history is pushed; otherwise the targets are first brought to HEAD
+	// and every run deploys one new commit on top.
+	fresh bool
+	// next prepares a run and returns the commit to deploy; not timed.
+	next func(t *testing.T) string
+}
+
+// result is a scenario's samples, per tool (in the order of bench.tools).
+type result struct {
+	scenario string
+	goal     float64
+	samples  [2][]sample
+}
+
+// bench is what the scenarios share: the host, the local repository and
+// the two tools.
+type bench struct {
+	srv   *sshdtest.Server
+	repo  *repotest.Repo
+	dir   string // the targets live under here
+	tools [2]tool
+	// env is the environment of every command: repotest's git settings
+	// and no ssh-agent, so that both tools log in with the same key.
+	env []string
+	// gitricEnv adds gitric's host, key and known_hosts to env.
+	gitricEnv []string
+	// mage is the compiled bench magefile.
+	mage string
+	// sshOpts are the OpenSSH client's options for the CLI chain.
+	sshOpts []string
+}
+
+func TestCompare(t *testing.T) {
+	if os.Getenv("GITRIC_BENCH") != "1" {
+		t.Skip("benchmark: set GITRIC_BENCH=1 to run it")
+	}
+	runs := benchRuns(t)
+	sshdtest.Require(t)
+
+	b := &bench{mage: compileMage(t), dir: t.TempDir()}
+	b.srv = sshdtest.Start(t, sshdtest.Options{})
+	b.repo = repotest.New(t)
+	b.repo.History(t, historyCommits, historyFiles)
+
+	for _, kv := range repotest.Env() {
+		if !strings.HasPrefix(kv, "SSH_AUTH_SOCK=") {
+			b.env = append(b.env, kv)
+		}
+	}
+	b.gitricEnv = append(slices.Clip(b.env),
+		"GITRIC_HOSTS="+b.srv.User+"@"+b.srv.Addr,
+		"GITRIC_IDENTITY="+b.srv.ClientKeyFile,
+		"GITRIC_KNOWN_HOSTS="+b.srv.KnownHostsFile,
+	)
+	b.sshOpts = []string{
+		"-i", b.srv.ClientKeyFile,
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + b.srv.KnownHostsFile,
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes",
+		"-o", "ControlMaster=no",
+		"-o", "ControlPath=none",
+	}
+	b.tools = [2]tool{
+		{name: "gitric", rssOf: "gitric", logins: 1, deploy: b.gitric},
+		{name: "CLI", rssOf: "git push", logins: 3, deploy: b.cli},
+	}
+
+	head := b.repo.Head(t)
+	commits, err := strconv.Atoi(b.repo.Git(t, "rev-list", "--count", head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := b.repo.Git(t, "ls-files")
+	changed, _, _ = strings.Cut(changed, "\n") // an existing file, changed by every incremental run
+	n := 0
+
+	// The first deploys go first, so that they push exactly the generated
+	// history; the table lists incremental first all the same.
+	first := b.measure(t, runs, scenario{
+		name:  "first deploy",
+		goal:  1.2,
+		fresh: true,
+		next:  func(*testing.T) string { return head },
+	})
+	incremental := b.measure(t, runs, scenario{
+		name: "incremental",
+		goal: 0.4,
+		next: func(t *testing.T) string {
+			n++
+			old, err := os.ReadFile(filepath.Join(b.repo.Dir, changed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b.repo.Commit(t, fmt.Sprintf("bench: incremental %d", n), map[string]string{
+				changed: string(old) + fmt.Sprintf("incremental change %d\n", n),
+			})
+		},
+	})
+
+	rep := report{
+		results:    []result{incremental, first},
+		tools:      b.tools,
+		runs:       runs,
+		nproc:      nproc(),
+		commits:    commits,
+		files:      historyFiles,
+		sshVersion: commandOutput("ssh", "-V"),
+		gitVersion: commandOutput("git", "--version"),
+	}
+	text := rep.text()
+	t.Logf("\n%s", text)
+	fmt.Printf("\n%s\n", text)
+	if out := os.Getenv("GITRIC_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(rep.markdown()), 0o644); err != nil {
+			t.Fatalf("GITRIC_BENCH_OUT: %v", err)
+		}
+		abs, _ := filepath.Abs(out)
+		t.Logf("wrote %s", abs)
+	}
+}
+
+// benchRuns is GITRIC_BENCH_RUNS, or defaultRuns.
+func benchRuns(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("GITRIC_BENCH_RUNS")
+	if v == "" {
+		return defaultRuns
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("GITRIC_BENCH_RUNS=%q: want a positive number of runs", v)
+	}
+	return n
+}
+
+// verbose says whether to log every run (GITRIC_BENCH_VERBOSE=1, which
+// the project's "mage -v bench" sets).
+func verbose() bool { return os.Getenv("GITRIC_BENCH_VERBOSE") == "1" }
+
+// measure runs a scenario: one untimed warm-up run, then runs timed ones.
+// Every run deploys the same commit with both tools, each into its own
+// target, the tool that goes first alternating from run to run; after each
+// deploy the target must be on the commit.
+func (b *bench) measure(t *testing.T, runs int, sc scenario) result {
+	t.Helper()
+	res := result{scenario: sc.name, goal: sc.goal}
+	var targets [2]string
+	for k, tl := range b.tools {
+		targets[k] = filepath.Join(b.dir, strings.ReplaceAll(sc.name, " ", "-"), tl.name)
+	}
+	if !sc.fresh {
+		head := b.repo.Head(t)
+		for k, tl := range b.tools {
+			b.deploy(t, tl, targets[k], head)
+		}
+	}
+	for run := 0; run <= runs; run++ { // run 0 is the warm-up
+		sha := sc.next(t)
+		order := []int{0, 1}
+		if run%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, k := range order {
+			tl := b.tools[k]
+			if sc.fresh {
+				if err := os.RemoveAll(targets[k]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := b.deploy(t, tl, targets[k], sha)
+			if verbose() {
+				label := "run " + strconv.Itoa(run)
+				if run == 0 {
+					label = "warm-up"
+				}
+				t.Logf("%s, %s: %s %s, %s peak RSS %s", sc.name, label, tl.name, ms(s.elapsed), tl.rssOf, mib(s.rssKiB))
+			}
+			if run > 0 {
+				res.samples[k] = append(res.samples[k], s)
+			}
+		}
+	}
+	t.Logf("%s: output of gitric's last run:\n%s", sc.name, res.samples[0][len(res.samples[0])-1].out)
+	return res
+}
+
+// deploy has tl deploy sha into target, then checks the target and that
+// the deploy logged in as often as it should have.
+func (b *bench) deploy(t *testing.T, tl tool, target, sha string) sample {
+	t.Helper()
+	before := b.logins()
+	s := tl.deploy(t, target, sha)
+	b.verify(t, tl.name, target, sha)
+	if n := b.logins() - before; n != tl.logins {
+		t.Fatalf("%s: deploying %s took %d SSH logins, want %d\n%s", tl.name, sha[:7], n, tl.logins, s.out)
+	}
+	return s
+}
+
+// logins counts the logins in sshd's log so far.
+func (b *bench) logins() int {
+	return strings.Count(b.srv.Log(), "Accepted publickey for ")
+}
+
+// gitric deploys HEAD, which must be sha, into target the way a user does:
+// the compiled magefile's "prod deploy", run in the working copy.
+func (b *bench) gitric(t *testing.T, target, sha string) sample {
+	t.Helper()
+	if head := b.repo.Head(t); head != sha {
+		t.Fatalf("gitric deploys HEAD (%s), not %s", head, sha)
+	}
+	cmd := exec.CommandContext(t.Context(), b.mage, "prod", "deploy")
+	cmd.Dir = b.repo.Dir
+	cmd.Env = append(slices.Clip(b.gitricEnv), "GITRIC_BENCH_PATH="+target)
+	start := time.Now()
+	out := run(t, cmd)
+	elapsed := time.Since(start)
+	rss, _ := peakRSSKiB(cmd.ProcessState)
+	return sample{elapsed: elapsed, rssKiB: rss, out: out}
+}
+
+// cli deploys sha into target with the OpenSSH and git command lines: one
+// ssh to create the repository, git push over ssh, one ssh to reset the
+// working copy.
+func (b *bench) cli(t *testing.T, target, sha string) sample {
+	t.Helper()
+	q := shell.Quote(target)
+	prepare := b.ssh(t, "mkdir -p "+q+" && cd "+q+" && { [ -d .git ] || { git init -q && git config receive.denyCurrentBranch ignore; }; }")
+	url := "ssh://" + b.srv.User + "@" + b.srv.Host + ":" + strconv.Itoa(b.srv.Port) + target
+	push := exec.CommandContext(t.Context(), "git", "push", "-q", url, sha+":refs/heads/main")
+	push.Dir = b.repo.Dir
+	push.Env = append(slices.Clip(b.env), "GIT_SSH_COMMAND=ssh "+shell.Join(b.sshOpts...))
+	reset := b.ssh(t, "cd "+q+" && git reset -q --hard "+shell.Quote(sha))
+
+	start := time.Now()
+	out := run(t, prepare) + run(t, push) + run(t, reset)
+	elapsed := time.Since(start)
+	rss, _ := peakRSSKiB(push.ProcessState)
+	return sample{elapsed: elapsed, rssKiB: rss, out: out}
+}
+
+// ssh is the OpenSSH client running remote on the test's sshd.
+func (b *bench) ssh(t *testing.T, remote string) *exec.Cmd {
+	t.Helper()
+	args := append(slices.Clip(b.sshOpts), "-p", strconv.Itoa(b.srv.Port), b.srv.User+"@"+b.srv.Host, remote)
+	cmd := exec.CommandContext(t.Context(), "ssh", args...)
+	cmd.Env = b.env
+	return cmd
+}
+
+// run runs cmd and returns its combined output, failing the test with it
+// if cmd fails.
+func run(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s (in %s): %v\n%s", shell.Join(cmd.Args...), cmd.Dir, err, out.String())
+	}
+	return out.String()
+}
+
+// verify fails the test unless target's HEAD is sha and every file that sha
+// changes has sha's content in target's working copy.
+func (b *bench) verify(t *testing.T, who, target, sha string) {
+	t.Helper()
+	head, err := repotest.Git(target, "rev-parse", "HEAD")
+	if err != nil {
+		t.Fatalf("%s: target %s: %v", who, target, err)
+	}
+	if head != sha {
+		t.Fatalf("%s: target %s is on %s after deploying %s", who, target, head, sha)
+	}
+	paths := strings.Fields(b.repo.Git(t, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", sha))
+	if len(paths) == 0 {
+		t.Fatalf("commit %s changes no file: nothing to check", sha)
+	}
+	for _, p := range paths {
+		want := blob(t, b.repo.Dir, sha, p)
+		got, err := os.ReadFile(filepath.Join(target, p))
+		if err != nil {
+			t.Fatalf("%s: working copy of %s: %v", who, target, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: %s in %s does not have the content of %s:%s\n--- got ---\n%s\n--- want ---\n%s", who, p, target, sha[:7], p, got, want)
+		}
+	}
+}
+
+// blob is the exact content of path in commit sha of the repository in dir.
+func blob(t *testing.T, dir, sha, path string) []byte {
+	t.Helper()
+	cmd := exec.Command("git", "cat-file", "blob", sha+":"+path)
+	cmd.Dir = dir
+	cmd.Env = repotest.Env()
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		t.Fatalf("git cat-file blob %s:%s: %v", sha, path, err)
+	}
+	return out
+}
+
+// compileMage compiles the bench magefile with the module's mage, as a user
+// would with "mage -compile", and returns the binary.
+func compileMage(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("magefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "gitric-mage")
+	cmd := exec.CommandContext(t.Context(), "go", "tool", "mage", "-d", dir, "-compile", bin)
+	cmd.Dir = moduleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s (in %s): %v\n%s", shell.Join(cmd.Args...), cmd.Dir, err, out)
+	}
+	return bin
+}
+
+// moduleRoot is the nearest directory at or above the working directory
+// that holds go.mod.
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod at or above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// nproc is what nproc(1) says, or else Go's count of usable CPUs.
+func nproc() string {
+	if out := commandOutput("nproc"); out != "" {
+		return out
+	}
+	return strconv.Itoa(runtime.NumCPU())
+}
+
+// commandOutput is the trimmed combined output of a command that
+// describes the machine, or "" when it fails.
+func commandOutput(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// report is the benchmark's outcome, printable as text or Markdown.
+type report struct {
+	results                []result
+	tools                  [2]tool
+	runs                   int
+	nproc                  string
+	commits, files         int
+	sshVersion, gitVersion string
+}
+
+// table is the header and one row per scenario.
+func (r report) table() [][]string {
+	g, c := r.tools[0], r.tools[1]
+	rows := [][]string{{
+		"scenario",
+		g.name + " median", c.name + " median",
+		"ratio " + g.name + "/" + c.name, "target",
+		g.rssOf + " peak RSS", c.rssOf + " peak RSS",
+		g.name + " min..max", c.name + " min..max",
+	}}
+	for _, res := range r.results {
+		gs, cs := res.samples[0], res.samples[1]
+		ratio := float64(medianElapsed(gs)) / float64(medianElapsed(cs))
+		verdict := "MISS"
+		if ratio <= res.goal {
+			verdict = "PASS"
+		}
+		rows = append(rows, []string{
+			res.scenario,
+			ms(medianElapsed(gs)), ms(medianElapsed(cs)),
+			fmt.Sprintf("%.2f", ratio), fmt.Sprintf("<= %.1f %s", res.goal, verdict),
+			mib(medianRSS(gs)), mib(medianRSS(cs)),
+			spread(gs), spread(cs),
+		})
+	}
+	return rows
+}
+
+// notes say how the table was made.
+func (r report) notes() []string {
+	return []string{
+		fmt.Sprintf("runs: %d timed per tool and scenario, each after 1 untimed warm-up; which tool goes first alternates from run to run; medians, min and max of those runs", r.runs),
+		fmt.Sprintf("machine: nproc %s, %s/%s, %s, %s", r.nproc, runtime.GOOS, runtime.GOARCH, r.sshVersion, r.gitVersion),
+		fmt.Sprintf("history: %d commits over %d files; first deploy pushes all of it into an emptied target, incremental pushes one new commit changing one file per run", r.commits, r.files),
+		"measured: wall clock of the compiled mage binary (`go tool mage -compile` of the bench magefile, run as `prod deploy` in the working copy: one SSH login, checked in sshd's log) " +
+			"vs the chain ssh (mkdir, git init) + git push over ssh + ssh (git reset --hard): three SSH logins; " +
+			"both against one loopback OpenSSH sshd on 127.0.0.1 with the same key and known_hosts, no ssh-agent, no connection sharing; " +
+			"every session pays the login shell's startup (root's ~/.bashrc), for both tools",
+		"peak RSS: ru_maxrss from wait4, median of the timed runs; for git push it is the largest of git push and the children it waited for (ssh, pack-objects)",
+	}
+}
+
+func (r report) text() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, row := range r.table() {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+	for _, n := range r.notes() {
+		b.WriteString(n + "\n")
+	}
+	return b.String()
+}
+
+func (r report) markdown() string {
+	var b strings.Builder
+	b.WriteString("# gitric vs OpenSSH + git CLI\n\n")
+	for i, row := range r.table() {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		if i == 0 {
+			b.WriteString("|" + strings.Repeat(" --- |", len(row)) + "\n")
+		}
+	}
+	b.WriteString("\n")
+	for _, n := range r.notes() {
+		b.WriteString("- " + n + "\n")
+	}
+	return b.String()
+}
+
+func medianElapsed(s []sample) time.Duration {
+	xs := make([]time.Duration, len(s))
+	for i, x := range s {
+		xs[i] = x.elapsed
+	}
+	return median(xs)
+}
+
+func medianRSS(s []sample) int64 {
+	var xs []int64
+	for _, x := range s {
+		if x.rssKiB > 0 {
+			xs = append(xs, x.rssKiB)
+		}
+	}
+	if len(xs) == 0 {
+		return 0
+	}
+	return median(xs)
+}
+
+// median of xs, which must not be empty; the mean of the middle two for
+// an even count.
+func median[T time.Duration | int64](xs []T) T {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 0 {
+		return (xs[m-1] + xs[m]) / 2
+	}
+	return xs[m]
+}
+
+func spread(s []sample) string {
+	lo := slices.MinFunc(s, byElapsed)
+	hi := slices.MaxFunc(s, byElapsed)
+	return fmt.Sprintf("%.0f..%s", float64(lo.elapsed)/float64(time.Millisecond), ms(hi.elapsed))
+}
+
+func byElapsed(a, b sample) int { return cmp.Compare(a.elapsed, b.elapsed) }
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+func mib(kib int64) string {
+	if kib <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
+}
