@@ -342,6 +342,6 @@ func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, fun
 		IdentitiesOnly:  true,
 		HostKeyCallback: ssh.FixedHostKey(srv.HostKey()),
 	}
-	fmt.Printf("local host: SSH server on %s, deploying into %s\n", srv.Addr(), filepath.Join(root, opts.Stage.Path))
+	fmt.Printf("local host: SSH server on %s for %s\n", srv.Addr(), filepath.Join(root, opts.Stage.Path))
 	return opts, func() { srv.Close() }, nil
 }

@@ -119,6 +119,7 @@ type deployment struct {
 	action  string
 	repo    *localrepo.Repo // nil for a rollback outside a repository
 	commit  localrepo.Commit
+	subs    []Submodule
 	con     *console.Console
 	hosts   []*hostDeploy
 	started time.Time
@@ -308,27 +309,34 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 		return &HostError{Host: name, Step: "connect", Err: err}
 	}
 	h.conn = conn
+	st := d.opts.Stage
 	vars := scriptVars{
-		Path: d.opts.Stage.Path, Stop: d.opts.Stage.Stop, Start: d.opts.Stage.Start,
-		Check: d.opts.Stage.Check, CheckWait: d.opts.CheckTimeout,
-		Lock: fmt.Sprintf("%s since %s (%s %s)", d.opts.Who, time.Now().UTC().Format(time.RFC3339), d.action, d.commitName()),
-		Push: d.action == ActionDeploy,
+		Path: st.Path, Stop: st.Stop, Start: st.Start, Check: st.Check,
+		Mode: st.mode(), Keep: st.Keep, Colors: st.Colors, Sudo: st.Sudo, Subs: d.subs,
+		CheckWait: d.opts.CheckTimeout,
+		Lock:      fmt.Sprintf("%s since %s (%s %s)", d.opts.Who, time.Now().UTC().Format(time.RFC3339), d.action, d.commitName()),
+		Push:      d.action == ActionDeploy,
 	}
 	// The script's session outlives a cancelled ctx: a cutover under way
 	// must finish. Phase one ends the scripts itself on cancellation.
-	sess, st, err := openSession(context.WithoutCancel(ctx), conn, vars, hostScript, h.log)
+	sess, state, err := openSession(context.WithoutCancel(ctx), conn, vars, hostScript, h.log)
 	h.mu.Lock()
-	h.sess, h.state = sess, st
+	h.sess, h.state = sess, state
 	h.mu.Unlock()
 	if err != nil {
 		return &HostError{Host: name, Step: "prepare", Err: err}
 	}
-	h.res.From = st.head
+	h.res.From = state.head
 	h.res.To = d.commit.Hash
-	if st.locked != "" {
+	if state.locked != "" {
 		h.res.Result = ResultRefused
-		h.audit(d, ResultRefused, "locked by "+st.locked, 0)
-		return &LockedError{Host: name, Owner: st.locked, Hint: d.opts.Hints.Unlock}
+		h.audit(d, ResultRefused, "locked by "+state.locked, 0)
+		return &LockedError{Host: name, Owner: state.locked, Hint: d.opts.Hints.Unlock}
+	}
+	if len(state.changed) > 0 && !d.opts.DiscardEdits && d.action != "swap" {
+		h.res.Result = ResultRefused
+		h.audit(d, ResultRefused, "working copy edited on the host", 0)
+		return &ServerEditsError{Host: name, Paths: state.changed, Hint: d.opts.Hints.DiscardEdits}
 	}
 	return nil
 }
@@ -380,7 +388,11 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	if stats.objects == 0 {
 		h.log.Printf("seeded: the host has every object already (it is on %s)", short(st.head))
 	} else {
-		h.log.Printf("seeded %d commit(s), %d object(s), %s in %s (host on %s)", stats.commits, stats.objects, byteSize(stats.bytes), round(h.res.Seed), short(st.head))
+		on := "was empty"
+		if !st.head.IsZero() {
+			on = "is on " + short(st.head)
+		}
+		h.log.Printf("seeded %d commit(s), %d object(s), %s in %s (the host %s)", stats.commits, stats.objects, byteSize(stats.bytes), round(h.res.Seed), on)
 	}
 	return nil
 }

@@ -89,3 +89,22 @@ func (e *HostError) Error() string {
 }
 
 func (e *HostError) Unwrap() error { return e.Err }
+
+// ErrServerEdits means a host's working copy was edited on the host.
+var ErrServerEdits = errors.New("working copy edited on the host")
+
+// ServerEditsError is a host refused because its working copy has local
+// modifications that the reset would silently discard.
+type ServerEditsError struct {
+	Host  string
+	Paths []string // git status --porcelain lines, at most 20
+	Hint  string
+}
+
+func (e *ServerEditsError) Error() string {
+	return fmt.Sprintf("%s: %v: %s. The deploy would discard these edits, so the host was left as it was. "+
+		"Save them into the repository first, or discard them: %s",
+		e.Host, ErrServerEdits, strings.Join(e.Paths, ", "), e.Hint)
+}
+
+func (e *ServerEditsError) Unwrap() error { return ErrServerEdits }

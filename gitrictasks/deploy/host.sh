@@ -1,11 +1,20 @@
 # gitric's host script: one run of it drives one host through a deploy,
 # in one SSH session. gitric prepends the values it needs:
 #   T      token that starts every protocol line on stdout
-#   P      repository path (relative to the login directory, or absolute)
-#   STOP, START, CHECK   service commands (may be empty), run in $P
+#   P      deploy root (relative to the login directory, or absolute)
+#   MODE   inplace: $P is the repository and the working copy;
+#          release: $P/repo holds the objects, each deploy checks out
+#            $P/releases/<time>-<sha>, $P/current points at the live one;
+#          bluegreen: $P/repo, working copies $P/blue and $P/green,
+#            $P/live and $P/next point at them; deploys go to next.
+#   KEEP   releases to keep (release mode)
+#   STOP, START, CHECK   service commands (may be empty)
 #   CHECKWAIT            seconds the check may take to pass
-#   LOCK   lock owner description; empty: take no lock (read-only calls)
+#   LOCK   lock owner description; empty: take no lock
 #   PUSH   1: run git receive-pack for the seed; 0: no push (rollback)
+#   SUBS   submodules to check out after the reset, one per line:
+#          "<commit> <gitdir under .git> <path>"
+#   colorenv()           exports a colour's settings (bluegreen)
 # Standard output carries only the protocol: "$T word args" lines, and git
 # receive-pack's own stream between "head" and "seeded". Everything meant
 # for people goes to standard error, which gitric prints prefixed by host.
@@ -15,19 +24,37 @@ case $P in /*) ;; *) cd "${HOME:-.}" 2>/dev/null || true ;; esac
 trap : PIPE
 say() { printf '%s %s\n' "$T" "$*"; }
 die() { printf 'gitric: %s\n' "$2" >&2; say error "$1"; exit 1; }
+me=$(id -un)
 
 command -v git >/dev/null 2>&1 || die nogit "git is not installed on this host, or not on the PATH of a non-interactive ssh login (install it: apt-get install git)"
 if [ ! -d "$P" ]; then
-	mkdir -p -- "$P" 2>/dev/null || die path "cannot create $P as $(id -un): permission denied or a file is in the way; create it with the right owner, or choose another path"
+	mkdir -p -- "$P" 2>/dev/null || die path "cannot create $P as $me: permission denied or a file is in the way; create it with the right owner, or choose another path"
 fi
-cd -- "$P" 2>/dev/null || die path "cannot enter $P as $(id -un)"
-if [ "$(git rev-parse --git-dir 2>/dev/null)" != .git ]; then
-	[ -w . ] || die path "$PWD is not writable by $(id -un): give that user the directory, or choose another path"
-	if [ -n "$(ls -A)" ]; then die path "$PWD is not empty and is not a git repository; gitric will not take it over: empty it or choose another path"; fi
-	{ git -c init.defaultBranch=main init -q . && git config receive.denyCurrentBranch ignore; } >&2 || die init "git init failed in $PWD"
-fi
-G=$PWD/.git/gitric
-mkdir -p "$G" 2>/dev/null || die path "$PWD/.git is not writable by $(id -un)"
+cd -- "$P" 2>/dev/null || die path "cannot enter $P as $me"
+P=$PWD
+empty() { [ -z "$(ls -A)" ] || die path "$P is not empty and is not a gitric $MODE root; gitric will not take it over: empty it or choose another path"; }
+case $MODE in
+inplace)
+	if [ "$(git rev-parse --git-dir 2>/dev/null)" != .git ]; then
+		[ -w . ] || die path "$P is not writable by $me: give that user the directory, or choose another path"
+		empty
+		{ git -c init.defaultBranch=main init -q . && git config receive.denyCurrentBranch ignore; } >&2 || die init "git init failed in $P"
+	fi
+	R=$P/.git W=$P RP=.
+	;;
+release | bluegreen)
+	if [ ! -d repo ]; then
+		[ -w . ] || die path "$P is not writable by $me: give that user the directory, or choose another path"
+		empty
+		git -c init.defaultBranch=main init -q --bare repo >&2 || die init "git init failed in $P/repo"
+	fi
+	R=$P/repo RP=repo W=$P/current
+	[ "$MODE" = release ] || W=$P/next
+	;;
+*) die proto "unknown mode $MODE" ;;
+esac
+G=$R/gitric
+mkdir -p "$G" 2>/dev/null || die path "$R is not writable by $me"
 
 locked=
 if [ -n "$LOCK" ]; then
@@ -44,43 +71,51 @@ fi
 if [ -f "$G/audit.log" ]; then
 	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
 fi
-head=$(git rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null) || head=none
+headof() { git -C "$1" rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null || echo none; }
+head=none
+[ ! -d "$W" ] || head=$(headof "$W")
 say head "$head"
-say modified "$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l | tr -d ' ')"
+if [ "$head" != none ]; then
+	git -C "$W" status --porcelain --untracked-files=no 2>/dev/null | head -n 20 | while IFS= read -r line; do say changed "$line"; done
+fi
+say modified
 
 if [ -z "$locked" ] && [ "$PUSH" = 1 ]; then
-	git receive-pack . || die seed "git receive-pack failed in $PWD"
+	git receive-pack "$RP" || die seed "git receive-pack failed in $P/$RP"
 	say seeded
 fi
 
-cutover() {
-	cur=$(git rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null) || cur=none
-	# A signal now must not leave the service down: finish the step first.
-	trap : HUP INT TERM
-	say stopping
-	if [ -n "$STOP" ] && [ "$cur" != none ]; then
-		sh -c "$STOP" >&2 </dev/null
-		s=$?
-		say stopped $s
-		if [ $s -ne 0 ]; then
-			trap 'exit 1' HUP INT TERM
-			return
+# run CMD DIR [COLOR]: a service command in a working copy.
+run() {
+	(cd "$2" && { [ -z "${3:-}" ] || colorenv "$3"; } && sh -c "$1") >&2 </dev/null
+}
+
+# submodules DIR: check out the submodules listed in SUBS under DIR. Their
+# repositories borrow the objects the push put in $R.
+submodules() {
+	[ -n "$SUBS" ] || return 0
+	objects=$R/objects
+	base=$(git -C "$1" rev-parse --absolute-git-dir) || return 1
+	printf '%s\n' "$SUBS" | while read -r sha gd path; do
+		[ -n "$sha" ] || continue
+		gd=$base/${gd#.git/}
+		if [ ! -f "$gd/HEAD" ]; then
+			mkdir -p "$gd" && git --git-dir="$gd" init -q && git --git-dir="$gd" config core.bare false || return 1
 		fi
-	else
-		say stopped -
-	fi
-	git reset -q --hard "$1" >&2 </dev/null
-	r=$?
-	[ $r -ne 0 ] || git --no-pager log -1 --format='HEAD is now at %h %s' >&2
-	say reset $r
-	s=0
-	[ -z "$START" ] || { sh -c "$START" >&2 </dev/null; s=$?; }
-	say started $s
-	trap 'exit 1' HUP INT TERM
+		mkdir -p "$gd/objects/info" "$1/$path" || return 1
+		printf '%s\n' "$objects" >"$gd/objects/info/alternates"
+		git --git-dir="$gd" config core.worktree "$1/$path"
+		printf 'gitdir: %s\n' "$gd" >"$1/$path/.git"
+		git -C "$1/$path" reset -q --hard "$sha" || return 1
+		echo "submodule $path is now at $(printf %.7s "$sha")"
+	done
+}
+
+check() {
 	c=-
-	if [ -n "$CHECK" ] && [ $r -eq 0 ] && [ $s -eq 0 ]; then
+	if [ -n "$CHECK" ] && [ "$1" -eq 0 ]; then
 		end=$(($(date +%s) + CHECKWAIT))
-		until sh -c "$CHECK" >&2 </dev/null; do
+		until run "$CHECK" "$2" "${3:-}"; do
 			if [ "$(date +%s)" -ge "$end" ]; then c=1; break; fi
 			sleep 1
 		done
@@ -89,12 +124,131 @@ cutover() {
 	say checked $c
 }
 
+# swaplink NAME TARGET: point the symlink NAME at TARGET with one rename(2),
+# so that NAME always resolves to the old or the new target, never nothing.
+swaplink() {
+	ln -sfn "$2" "$1.gitric-new" && mv -fT "$1.gitric-new" "$1"
+}
+
+cutover_inplace() {
+	cur=$(headof .)
+	say stopping
+	if [ -n "$STOP" ] && [ "$cur" != none ]; then
+		run "$STOP" .
+		s=$?
+		say stopped $s
+		[ $s -eq 0 ] || return
+	else
+		say stopped -
+	fi
+	git reset -q --hard "$1" >&2 </dev/null && submodules "$P" >&2 </dev/null
+	r=$?
+	[ $r -ne 0 ] || git --no-pager log -1 --format='HEAD is now at %h %s' >&2
+	say reset $r
+	s=0
+	[ -z "$START" ] || { run "$START" .; s=$?; }
+	say started $s
+	check $((r + s)) .
+}
+
+cutover_release() {
+	# Prepare the release while the service runs: reuse one of this commit,
+	# or check out a new one sharing the repository's objects.
+	short=$(printf %.7s "$1")
+	rel=
+	for d in releases/*-"$short"; do
+		[ -d "$d" ] && [ "$(headof "$d")" = "$1" ] && rel=$d
+	done
+	if [ -z "$rel" ]; then
+		mkdir -p releases
+		rel=releases/$(date -u +%Y%m%dT%H%M%SZ)-$short
+		{ git --git-dir="$R" worktree add -q --detach "$P/$rel" "$1" && submodules "$P/$rel"; } >&2 </dev/null || {
+			say stopping
+			say stopped p
+			return
+		}
+	fi
+	prev=$(readlink current 2>/dev/null || true)
+	say stopping
+	if [ -n "$STOP" ] && [ -n "$prev" ]; then
+		run "$STOP" current
+		s=$?
+		say stopped $s
+		[ $s -eq 0 ] || return
+	else
+		say stopped -
+	fi
+	swaplink current "$rel"
+	r=$?
+	[ $r -ne 0 ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
+	say reset $r
+	s=0
+	[ -z "$START" ] || { run "$START" current; s=$?; }
+	say started $s
+	check $((r + s)) current
+	# Keep the newest KEEP releases, and always the live and previous ones.
+	ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort -r | tail -n +$((KEEP + 1)) | while IFS= read -r old; do
+		[ "$old" = "$rel" ] || [ "$old" = "$prev" ] || [ "$old" = "${prev#"$P"/}" ] && continue
+		git --git-dir="$R" worktree remove --force "$P/$old" >&2 2>/dev/null || rm -rf "$old"
+	done
+	git --git-dir="$R" worktree prune 2>/dev/null
+}
+
+cutover_bluegreen() {
+	if [ ! -L next ]; then
+		# First deploy: both colours start on this commit; blue is live.
+		for c in blue green; do
+			{ git --git-dir="$R" worktree add -q --detach "$P/$c" "$1" && submodules "$P/$c"; } >&2 </dev/null || {
+				say stopping
+				say stopped p
+				return
+			}
+		done
+		swaplink live blue && swaplink next green
+	fi
+	color=$(basename "$(readlink next)")
+	say stopping
+	cur=$(headof next)
+	if [ -n "$STOP" ] && [ "$cur" != none ]; then
+		run "$STOP" next "$color"
+		s=$?
+		say stopped $s
+		[ $s -eq 0 ] || return
+	else
+		say stopped -
+	fi
+	git -C next reset -q --hard "$1" >&2 </dev/null && submodules "$P/$color" >&2 </dev/null
+	r=$?
+	[ $r -ne 0 ] || printf 'next (%s) is now at %s; live is %s\n' "$color" "$(git -C next --no-pager log -1 --format='%h %s')" "$(basename "$(readlink live)")" >&2
+	say reset $r
+	s=0
+	[ -z "$START" ] || { run "$START" next "$color"; s=$?; }
+	say started $s
+	check $((r + s)) next "$color"
+}
+
+swap_bluegreen() {
+	[ -L live ] && [ -L next ] || die proto "$P has no blue/green deploy to swap yet"
+	l=$(readlink live) n=$(readlink next)
+	swaplink live "$n" && swaplink next "$l"
+	r=$?
+	printf 'live is now %s (%s), next is %s\n' "$(basename "$n")" "$(git -C live --no-pager log -1 --format='%h %s')" "$(basename "$l")" >&2
+	say swapped $r
+}
+
 while read -r cmd arg; do
 	case $cmd in
 	cutover)
 		[ -z "$locked" ] || continue
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
-		cutover "$arg"
+		# A signal now must not leave the service down: finish the step.
+		trap : HUP INT TERM
+		"cutover_$MODE" "$arg"
+		trap 'exit 1' HUP INT TERM
+		;;
+	swap)
+		[ -z "$locked" ] || continue
+		swap_bluegreen
 		;;
 	log)
 		printf '%s\n' "$arg" >>"$G/audit.log"

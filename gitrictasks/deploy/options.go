@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,46 @@ type Stage struct {
 	Check string
 	// Roles name subsets of Hosts (e.g. "web", "worker"), for Options.Role.
 	Roles map[string][]string
+	// Mode is how the working copy on a host is laid out and replaced:
+	//   - ModeInPlace (default): Path is the repository and the working
+	//     copy; the cutover is stop, git reset --hard, start.
+	//   - ModeRelease: each deploy checks the commit out into a new
+	//     Path/releases/<time>-<sha> while the service runs; the cutover is
+	//     stop, an atomic rename of the Path/current symlink, start.
+	//   - ModeBlueGreen: working copies Path/blue and Path/green, symlinks
+	//     Path/live and Path/next; a deploy goes to next while live keeps
+	//     serving, and Swap exchanges them.
+	// Service commands run in the working copy they are about.
+	Mode string
+	// Keep is how many releases ModeRelease keeps (default 5); the live
+	// one and the one before it are never deleted.
+	Keep int
+	// Colors are environment variables for each colour's service commands
+	// in ModeBlueGreen, e.g. {"blue": {"PORT": "8081"}, "green": {"PORT": "8082"}}.
+	// GITRIC_COLOR is always set.
+	Colors map[string]map[string]string
+	// Sudo runs every command on the hosts as this user (sudo -n -H -u),
+	// so that the files deployed belong to it. sudo must not ask for a
+	// password.
+	Sudo string
+	// Submodules deploys the commit's submodules too (recursively): their
+	// objects are pushed with the commit's, from the local clone; a host
+	// never fetches anything.
+	Submodules bool
+}
+
+// Deploy modes for Stage.Mode.
+const (
+	ModeInPlace   = "inplace"
+	ModeRelease   = "release"
+	ModeBlueGreen = "bluegreen"
+)
+
+func (s Stage) mode() string {
+	if s.Mode == "" {
+		return ModeInPlace
+	}
+	return s.Mode
 }
 
 // hostsFor returns the stage's hosts with the role, or all for "".
@@ -74,6 +115,9 @@ type Options struct {
 	// ForcePush deploys even when a host's commit is not an ancestor of
 	// Rev, so that history on the host is left behind.
 	ForcePush bool
+	// DiscardEdits deploys even over working copies that were edited on
+	// the host; by default such a host is refused and its edits listed.
+	DiscardEdits bool
 	// SSH says how to connect and whom to trust.
 	SSH remote.Config
 	// Role limits the deploy to the stage's hosts with that role.
@@ -109,9 +153,10 @@ type Options struct {
 
 // Hints are the words a refusal uses to say how to override it.
 type Hints struct {
-	AllowDirty string
-	ForcePush  string
-	Unlock     string
+	AllowDirty   string
+	ForcePush    string
+	Unlock       string
+	DiscardEdits string
 }
 
 // ErrInvalidOptions means Options cannot describe a deploy.
@@ -139,6 +184,27 @@ func (o *Options) Validate() error {
 	if o.Parallel < 0 {
 		return bad("Parallel must not be negative")
 	}
+	switch o.Stage.mode() {
+	case ModeInPlace, ModeRelease, ModeBlueGreen:
+	default:
+		return bad("mode %q: use %q, %q or %q", o.Stage.Mode, ModeInPlace, ModeRelease, ModeBlueGreen)
+	}
+	if o.Stage.Keep < 0 || o.Stage.Keep == 1 {
+		return bad("Keep must be 2 or more (the live release and the one before it are always kept)")
+	}
+	for color, env := range o.Stage.Colors {
+		if color != "blue" && color != "green" {
+			return bad("colour %q: the colours are blue and green", color)
+		}
+		for k := range env {
+			if !envName.MatchString(k) {
+				return bad("colour %s: %q is not an environment variable name", color, k)
+			}
+		}
+	}
+	if o.Stage.Sudo != "" && !userName.MatchString(o.Stage.Sudo) {
+		return bad("sudo user %q is not a user name", o.Stage.Sudo)
+	}
 	if _, err := batchSize(o.Batch, 1); err != nil {
 		return bad("%v", err)
 	}
@@ -147,6 +213,11 @@ func (o *Options) Validate() error {
 	}
 	return nil
 }
+
+var (
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userName = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*[$]?$`)
+)
 
 // batchSize is how many of n hosts one batch holds.
 func batchSize(spec string, n int) (int, error) {
@@ -198,5 +269,11 @@ func (o *Options) defaults() {
 	}
 	if o.Hints.Unlock == "" {
 		o.Hints.Unlock = "deploy.Unlock"
+	}
+	if o.Hints.DiscardEdits == "" {
+		o.Hints.DiscardEdits = "set DiscardEdits"
+	}
+	if o.Stage.Keep == 0 {
+		o.Stage.Keep = 5
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,9 +40,21 @@ var (
 // scriptVars are the values a script run starts with.
 type scriptVars struct {
 	Path, Stop, Start, Check string
+	Mode                     string
+	Keep                     int
 	CheckWait                time.Duration
 	Lock                     string // owner description; empty: no lock
 	Push                     bool
+	Colors                   map[string]map[string]string
+	Sudo                     string
+	Subs                     []Submodule
+}
+
+// Submodule is a submodule to check out on the host after the reset.
+type Submodule struct {
+	Commit plumbing.Hash
+	GitDir string // as git lays it out: .git/modules/<name>[/modules/<name>...]
+	Path   string // from the top of the working copy
 }
 
 // command returns the command line that runs body with vars and token.
@@ -57,16 +70,49 @@ func (v scriptVars) command(token, body string) string {
 		push = "1"
 	}
 	wait := int((v.CheckWait + time.Second - 1) / time.Second)
-	return strings.Join([]string{
+	mode := v.Mode
+	if mode == "" {
+		mode = ModeInPlace
+	}
+	var subs strings.Builder
+	for _, s := range v.Subs {
+		fmt.Fprintf(&subs, "%s %s %s\n", s.Commit, s.GitDir, s.Path)
+	}
+	// colorenv exports a colour's settings for its service commands.
+	colorenv := "colorenv() { export GITRIC_COLOR=\"$1\"; case $1 in"
+	for _, c := range []string{"blue", "green"} {
+		var exports []string
+		keys := make([]string, 0, len(v.Colors[c]))
+		for k := range v.Colors[c] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			exports = append(exports, "export "+k+"="+shell.Quote(v.Colors[c][k]))
+		}
+		if len(exports) > 0 {
+			colorenv += " " + c + ") " + strings.Join(exports, "; ") + " ;;"
+		}
+	}
+	colorenv += " esac; }"
+	script := strings.Join([]string{
 		"T=" + shell.Quote(token),
 		"P=" + shell.Quote(path),
+		"MODE=" + shell.Quote(mode),
+		"KEEP=" + strconv.Itoa(max(v.Keep, 2)),
 		"STOP=" + shell.Quote(v.Stop),
 		"START=" + shell.Quote(v.Start),
 		"CHECK=" + shell.Quote(v.Check),
 		"CHECKWAIT=" + strconv.Itoa(wait),
 		"LOCK=" + shell.Quote(v.Lock),
 		"PUSH=" + push,
-	}, " ") + "\n" + body
+		"SUBS=" + shell.Quote(subs.String()),
+	}, " ") + "\n" + colorenv + "\n" + body
+	if v.Sudo != "" {
+		// -n: fail rather than ask for a password; -H: the user's home.
+		return "sudo -n -H -u " + shell.Quote(v.Sudo) + " -- sh -c " + shell.Quote(script)
+	}
+	return script
 }
 
 func newToken() string {
@@ -77,12 +123,12 @@ func newToken() string {
 
 // hostState is what a script reports about a host before any change.
 type hostState struct {
-	head     plumbing.Hash // zero: nothing deployed
-	when     time.Time     // HEAD's commit time (status only)
-	subject  string        // HEAD's subject (status only)
-	modified int           // tracked files changed on the host
-	locked   string        // owner of a lock someone else holds
-	audit    []AuditEntry
+	head    plumbing.Hash // zero: nothing deployed
+	when    time.Time     // HEAD's commit time (status only)
+	subject string        // HEAD's subject (status only)
+	changed []string      // git status lines of tracked files changed on the host
+	locked  string        // owner of a lock someone else holds
+	audit   []AuditEntry
 }
 
 // session is one host's script run, from prepare to the last command.
@@ -95,8 +141,32 @@ type session struct {
 	// stderrDone is closed when the host's stderr has been copied out.
 	stderrDone chan struct{}
 	errCode    string
+	stderr     tail
+	sudo       string
 	once       sync.Once
 	waitErr    error
+}
+
+// tail keeps the last 2 KiB written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if n := len(t.buf) - 2048; n > 0 {
+		t.buf = t.buf[n:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 // openSession starts a script and reads the host's state: everything up to
@@ -107,10 +177,10 @@ func openSession(ctx context.Context, h *remote.Host, vars scriptVars, body stri
 	if err != nil {
 		return nil, hostState{}, err
 	}
-	s := &session{host: h, proc: p, out: bufio.NewReaderSize(p.Stdout, 64<<10), token: token, log: log, stderrDone: make(chan struct{})}
+	s := &session{host: h, proc: p, out: bufio.NewReaderSize(p.Stdout, 64<<10), token: token, log: log, stderrDone: make(chan struct{}), sudo: vars.Sudo}
 	go func() {
 		defer close(s.stderrDone)
-		_, _ = io.Copy(log, p.Stderr)
+		_, _ = io.Copy(io.MultiWriter(log, &s.stderr), p.Stderr)
 		log.Flush()
 	}()
 	var st hostState
@@ -143,8 +213,9 @@ func openSession(ctx context.Context, h *remote.Host, vars scriptVars, body stri
 				st.when = time.Unix(n, 0)
 			}
 			st.subject = subject
+		case "changed":
+			st.changed = append(st.changed, arg)
 		case "modified":
-			st.modified, _ = strconv.Atoi(arg)
 			if body == hostScript {
 				return s, st, nil
 			}
@@ -203,8 +274,20 @@ func (s *session) ended() error {
 	if s.errCode != "" {
 		return &ScriptError{Code: s.errCode}
 	}
+	if s.sudo != "" && werr != nil {
+		if out := s.stderr.String(); strings.Contains(out, "password is required") || strings.Contains(out, "a terminal is required") {
+			return fmt.Errorf("%w: sudo asks for a password to run commands as %s on this host; gitric never types one. "+
+				"Allow it without a password for the deploy user, e.g. in /etc/sudoers.d/gitric: <deploy user> ALL=(%s) NOPASSWD: ALL", ErrSudo, s.sudo, s.sudo)
+		}
+		if out := s.stderr.String(); strings.Contains(out, "unknown user") {
+			return fmt.Errorf("%w: there is no user %s on this host", ErrSudo, s.sudo)
+		}
+	}
 	return werr
 }
+
+// ErrSudo means the host's sudo refused to run gitric as the stage's user.
+var ErrSudo = errors.New("sudo refused")
 
 // wait ends the script's input (it exits, releasing its lock) and waits.
 func (s *session) wait() error {
@@ -326,6 +409,8 @@ type cutoverResult struct {
 // failure names the step that failed, or returns nil.
 func (r cutoverResult) failure(want plumbing.Hash) error {
 	switch {
+	case r.stopStatus == "p":
+		return fmt.Errorf("could not check %s out on the host (see its message above); the service was not stopped", short(want))
 	case r.stopStatus != "0" && r.stopStatus != "-":
 		return fmt.Errorf("the stop command failed (exit status %s); the working copy was not changed", r.stopStatus)
 	case r.resetStatus != "0":
@@ -343,7 +428,7 @@ func (r cutoverResult) failure(want plumbing.Hash) error {
 // result (see failure).
 func (s *session) cutover(want plumbing.Hash) (cutoverResult, error) {
 	var r cutoverResult
-	begin := time.Now()
+	var begin time.Time
 	if _, err := fmt.Fprintf(s.proc.Stdin, "cutover %s\n", want); err != nil {
 		return r, fmt.Errorf("send cutover: %w", err)
 	}
@@ -365,6 +450,8 @@ func (s *session) cutover(want plumbing.Hash) (cutoverResult, error) {
 		}
 		if st.status != nil {
 			*st.status, *st.took = arg, time.Since(mark)
+		} else {
+			begin = time.Now() // the downtime starts with the stop command
 		}
 		mark = time.Now()
 		if st.word == "stopped" && arg != "0" && arg != "-" {

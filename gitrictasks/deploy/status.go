@@ -22,9 +22,9 @@ type HostStatus struct {
 	Subject  string
 	When     time.Time // HEAD's commit time
 	Deployed *AuditEntry
-	Current  bool   // HEAD is the local revision
-	Modified int    // tracked files changed on the host
-	Locked   string // lock owner, if locked
+	Current  bool     // HEAD is the local revision
+	Modified []string // git status lines of tracked files changed on the host
+	Locked   string   // lock owner, if locked
 	Err      error
 }
 
@@ -78,8 +78,8 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 			}
 			h.log.Printf("%s", line)
 		}
-		if s.Modified > 0 {
-			h.log.Printf("working copy has %d locally modified file(s)", s.Modified)
+		if len(s.Modified) > 0 {
+			h.log.Printf("working copy edited on the host: %s", strings.Join(s.Modified, ", "))
 		}
 		if s.Locked != "" {
 			h.log.Printf("locked by %s", s.Locked)
@@ -97,13 +97,13 @@ func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.H
 		return s
 	}
 	h.conn = conn
-	sess, st, err := openSession(ctx, conn, scriptVars{Path: d.opts.Stage.Path}, statusScript, h.log)
+	sess, st, err := openSession(ctx, conn, scriptVars{Path: d.opts.Stage.Path, Mode: d.opts.Stage.mode(), Sudo: d.opts.Stage.Sudo}, statusScript, h.log)
 	h.sess = sess
 	if err != nil {
 		s.Err = err
 		return s
 	}
-	s.Head, s.Subject, s.When, s.Modified, s.Locked = st.head, st.subject, st.when, st.modified, st.locked
+	s.Head, s.Subject, s.When, s.Modified, s.Locked = st.head, st.subject, st.when, st.changed, st.locked
 	s.Current = !local.IsZero() && st.head == local
 	if e, ok := lastDeploy(st.audit); ok && e.To == st.head.String() {
 		s.Deployed = &e
@@ -120,7 +120,7 @@ func verdict(rep *StatusReport) string {
 		case s.Err != nil:
 			down++
 			continue
-		case s.Modified > 0:
+		case len(s.Modified) > 0:
 			modified++
 		}
 		if s.Locked != "" {
@@ -169,7 +169,13 @@ func Unlock(ctx context.Context, opts Options) error {
 	}
 	path := strings.TrimPrefix(d.opts.Stage.Path, "~/")
 	lock := path + "/.git/gitric/lock"
+	if d.opts.Stage.mode() != ModeInPlace {
+		lock = path + "/repo/gitric/lock"
+	}
 	cmd := "case " + shell.Quote(path) + " in /*) ;; *) cd \"${HOME:-.}\" ;; esac; if [ -d " + shell.Quote(lock) + " ]; then printf 'removed the lock of %s\\n' \"$(cat " + shell.Quote(lock+"/owner") + " 2>/dev/null)\"; rm -rf " + shell.Quote(lock) + "; else echo 'not locked'; fi"
+	if d.opts.Stage.Sudo != "" {
+		cmd = "sudo -n -H -u " + shell.Quote(d.opts.Stage.Sudo) + " -- sh -c " + shell.Quote(cmd)
+	}
 	var errs []error
 	var mu sync.Mutex
 	d.each(func(h *hostDeploy) {
