@@ -12,7 +12,7 @@ import (
 type AuditEntry struct {
 	Time       time.Time `json:"time"`
 	Who        string    `json:"who"`
-	Action     string    `json:"action"` // deploy or rollback
+	Action     string    `json:"action"` // deploy, rollback or swap
 	From       string    `json:"from,omitempty"`
 	To         string    `json:"to,omitempty"`
 	Result     string    `json:"result"` // see the Result constants
@@ -33,6 +33,7 @@ const (
 const (
 	ActionDeploy   = "deploy"
 	ActionRollback = "rollback"
+	ActionSwap     = "swap" // blue/green: live and next exchanged
 )
 
 // previousCommit reads a host's audit log as a stack: each successful

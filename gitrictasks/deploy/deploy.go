@@ -92,6 +92,24 @@ func Rollback(ctx context.Context, opts Options) (*Result, error) {
 	return d.run(ctx)
 }
 
+// Swap exchanges the live and next working copies of a blue/green stage
+// on every host (two renames of symlinks each), in the batches of
+// opts.Batch, under the stage's lock.
+func Swap(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Stage.mode() != ModeBlueGreen {
+		return nil, fmt.Errorf("%w: stage %q: swap is for blue/green stages (Mode %q), not %q", ErrInvalidOptions, opts.Stage.Name, ModeBlueGreen, opts.Stage.mode())
+	}
+	d, err := prepare(opts, ActionSwap)
+	if err != nil {
+		return nil, err
+	}
+	if repo, err := localrepo.Open(d.opts.Dir); err == nil {
+		d.repo = repo
+	}
+	d.con.Printf("swapping live and next on %s: %d host(s), %s", d.opts.Stage.Name, len(d.hosts), d.opts.Stage.Path)
+	return d.run(ctx)
+}
+
 // prepare checks opts and sets up the hosts and the console.
 func prepare(opts Options, action string) (*deployment, error) {
 	if err := opts.Validate(); err != nil {
@@ -180,7 +198,7 @@ func (d *deployment) close() {
 // and is recorded in the audit log of every host that got that far.
 func (d *deployment) seedAll(ctx context.Context) error {
 	verb := "seeding"
-	if d.action == ActionRollback {
+	if d.action != ActionDeploy {
 		verb = "preparing"
 	}
 	d.con.Printf("phase 1/2: %s %d host(s), %d at a time", verb, len(d.hosts), d.opts.Parallel)
@@ -345,6 +363,9 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 // the host's target commit).
 func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	name, sess, st := h.addr.Name(), h.sess, h.state
+	if d.action == ActionSwap {
+		return nil
+	}
 	if d.action == ActionRollback {
 		return d.prepareRollback(h, st)
 	}
@@ -501,6 +522,17 @@ func (d *deployment) cutover(h *hostDeploy) error {
 		h.conn.Close()
 	})
 	defer timer.Stop()
+	if d.action == ActionSwap {
+		begin := time.Now()
+		if err := h.sess.swap(); err != nil {
+			h.res.Result, h.res.Err = ResultFailed, &HostError{Host: name, Step: "swap", Err: err}
+			h.audit(d, ResultFailed, err.Error(), 0)
+			return h.res.Err
+		}
+		h.res.Result, h.res.Downtime = ResultOK, time.Since(begin)
+		h.audit(d, ResultOK, "", 0)
+		return nil
+	}
 	r, err := h.sess.cutover(h.res.To)
 	h.res.Stop, h.res.Reset, h.res.Start, h.res.Downtime = r.stop, r.reset, r.start, r.downtime
 	if err != nil {

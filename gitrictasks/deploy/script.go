@@ -464,6 +464,21 @@ func (s *session) cutover(want plumbing.Hash) (cutoverResult, error) {
 	return r, err
 }
 
+// swap exchanges live and next (blue/green).
+func (s *session) swap() error {
+	if _, err := io.WriteString(s.proc.Stdin, "swap\n"); err != nil {
+		return fmt.Errorf("send swap: %w", err)
+	}
+	status, err := s.expect("swapped")
+	if err != nil {
+		return err
+	}
+	if status != "0" {
+		return fmt.Errorf("renaming the live and next symlinks failed (status %s)", status)
+	}
+	return nil
+}
+
 // logAudit appends e to the host's audit log.
 func (s *session) logAudit(e AuditEntry) error {
 	b, err := json.Marshal(e)
