@@ -89,14 +89,16 @@ const LocalStage = "local"
 
 // state is what the targets of one mage call set for the ones after them.
 type state struct {
-	mu         sync.Mutex
-	stages     map[string]StageConfig
-	settings   Settings
-	stage      string
-	role       string
-	allowDirty bool
-	forcePush  bool
-	rev        string
+	mu              sync.Mutex
+	stages          map[string]StageConfig
+	settings        Settings
+	stage           string
+	role            string
+	allowDirty      bool
+	forcePush       bool
+	ignoreUntracked bool
+	discardEdits    bool
+	rev             string
 }
 
 var current = &state{stages: map[string]StageConfig{}}
@@ -151,6 +153,20 @@ func ForcePush() {
 	current.forcePush = true
 }
 
+// IgnoreUntracked leaves untracked files out of the dirty check (ignored files always are).
+func IgnoreUntracked() {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	current.ignoreUntracked = true
+}
+
+// DiscardEdits deploys even over working copies that someone edited on the hosts (their edits are lost).
+func DiscardEdits() {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	current.discardEdits = true
+}
+
 // Ref deploys the given branch, tag or commit instead of HEAD: mage ref v1.2.0 prod deploy.
 func Ref(ref string) {
 	current.mu.Lock()
@@ -170,6 +186,14 @@ func Deploy(ctx context.Context) error {
 func Rollback(ctx context.Context) error {
 	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Rollback(ctx, opts)
+		return err
+	})
+}
+
+// Swap exchanges live and next on every host of the chosen blue/green stage.
+func Swap(ctx context.Context) error {
+	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+		_, err := deploy.Swap(ctx, opts)
 		return err
 	})
 }
@@ -232,7 +256,8 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 		Rev:             s.rev,
 		AllowDirty:      s.allowDirty,
 		ForcePush:       s.forcePush,
-		IgnoreUntracked: set.IgnoreUntracked,
+		IgnoreUntracked: set.IgnoreUntracked || s.ignoreUntracked,
+		DiscardEdits:    s.discardEdits,
 		SSH:             set.SSH,
 		Parallel:        set.Parallel,
 		Batch:           set.Batch,
@@ -253,18 +278,22 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 	if s.rev != "" {
 		sel = "ref " + s.rev + " " + sel
 	}
+	// flags is this call again with one more override target.
 	flags := func(extra string) string {
 		f := []string{"mage"}
-		if s.allowDirty || extra == "allowDirty" {
-			f = append(f, "allowDirty")
-		}
-		if s.forcePush || extra == "forcePush" {
-			f = append(f, "forcePush")
+		for _, o := range []struct {
+			name string
+			on   bool
+		}{{"allowDirty", s.allowDirty}, {"forcePush", s.forcePush}, {"discardEdits", s.discardEdits}} {
+			if o.on || extra == o.name {
+				f = append(f, o.name)
+			}
 		}
 		return strings.Join(f, " ") + " " + sel + " deploy"
 	}
 	opts.Hints.AllowDirty = flags("allowDirty")
 	opts.Hints.ForcePush = flags("forcePush")
+	opts.Hints.DiscardEdits = flags("discardEdits")
 	opts.Hints.Unlock = "mage " + sel + " unlock"
 	if v := os.Getenv("GITRIC_BATCH"); v != "" {
 		opts.Batch = v
