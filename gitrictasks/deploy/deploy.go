@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,8 +74,34 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		d.con.Printf("allowDirty: %d uncommitted change(s) left out; deploying the committed %s", len(paths), commit.Short())
 	}
+	if d.opts.Stage.Submodules {
+		if err := d.findSubmodules(); err != nil {
+			return nil, err
+		}
+	}
 	d.con.Printf("deploying %s to %s: %d host(s), %s", commit, d.opts.Stage.Name, len(d.hosts), d.opts.Stage.Path)
 	return d.run(ctx)
+}
+
+// findSubmodules lists the commit's submodules, recursively, and checks
+// that the local clone has every one of their commits.
+func (d *deployment) findSubmodules() error {
+	subs, err := d.repo.Submodules(d.commit.Hash)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if strings.ContainsAny(s.Path, "\n\t") || strings.HasPrefix(s.Path, " ") {
+			return fmt.Errorf("submodule %q: paths with tabs, newlines or leading spaces are not supported", s.Path)
+		}
+		repo, err := d.repo.OpenSubmodule(s)
+		if err != nil {
+			return err
+		}
+		d.subs = append(d.subs, s)
+		d.subRepos = append(d.subRepos, repo)
+	}
+	return nil
 }
 
 // Rollback puts every host of the stage back on the commit deployed before
@@ -133,14 +160,15 @@ func prepare(opts Options, action string) (*deployment, error) {
 }
 
 type deployment struct {
-	opts    Options
-	action  string
-	repo    *localrepo.Repo // nil for a rollback outside a repository
-	commit  localrepo.Commit
-	subs    []Submodule
-	con     *console.Console
-	hosts   []*hostDeploy
-	started time.Time
+	opts     Options
+	action   string
+	repo     *localrepo.Repo // nil for a rollback outside a repository
+	commit   localrepo.Commit
+	subs     []localrepo.Submodule
+	subRepos []*localrepo.Repo // the local repositories of subs
+	con      *console.Console
+	hosts    []*hostDeploy
+	started  time.Time
 	// packMu serialises pack writing: go-git's object store is read by one
 	// goroutine at a time.
 	packMu sync.Mutex
@@ -330,7 +358,7 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	st := d.opts.Stage
 	vars := scriptVars{
 		Path: st.Path, Stop: st.Stop, Start: st.Start, Check: st.Check,
-		Mode: st.mode(), Keep: st.Keep, Colors: st.Colors, Sudo: st.Sudo, Subs: d.subs,
+		Mode: st.mode(), Keep: st.Keep, Colors: st.Colors, Sudo: st.Sudo, Submodules: st.Submodules,
 		CheckWait: d.opts.CheckTimeout,
 		Lock:      fmt.Sprintf("%s since %s (%s %s)", d.opts.Who, time.Now().UTC().Format(time.RFC3339), d.action, d.commitName()),
 		Push:      d.action == ActionDeploy,
@@ -372,7 +400,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	if st.head == d.commit.Hash {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.commit)
-		if _, err := sess.push(ctx, d.commit.Hash, st.head, nil, nil); err != nil {
+		if _, err := sess.push(ctx, nil, st.head, nil, nil); err != nil {
 			return &HostError{Host: name, Step: "seed", Err: err}
 		}
 		return nil
@@ -385,7 +413,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		if !ok {
 			h.res.Result = ResultRefused
 			// End receive-pack before writing the audit line.
-			if _, err := sess.push(ctx, d.commit.Hash, st.head, nil, nil); err == nil {
+			if _, err := sess.push(ctx, nil, st.head, nil, nil); err == nil {
 				h.audit(d, ResultRefused, "non-fast-forward", 0)
 			}
 			return &NonFastForwardError{Host: name, Commit: d.commit.Hash.String(), Current: d.describe(st.head), Hint: d.opts.Hints.ForcePush}
@@ -396,10 +424,20 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		progress = h.log
 	}
 	start := time.Now()
-	stats, err := sess.push(ctx, d.commit.Hash, st.head, func(w io.Writer, haves []plumbing.Hash) (int, int, error) {
+	targets := []refTarget{{seedRef, d.commit.Hash}}
+	for _, sub := range d.subs {
+		// A ref for each submodule commit ever deployed keeps its objects
+		// from git gc on the host, for rollbacks too.
+		targets = append(targets, refTarget{"refs/gitric/submodule/" + sub.Commit.String(), sub.Commit})
+	}
+	stats, err := sess.push(ctx, targets, st.head, func(w io.Writer, haves []plumbing.Hash) (int, int, error) {
 		d.packMu.Lock()
 		defer d.packMu.Unlock()
-		ps, err := d.repo.WritePack(ctx, w, d.commit.Hash, haves)
+		parts := []localrepo.PackPart{{Repo: d.repo, Want: d.commit.Hash, Haves: haves}}
+		for i, sub := range d.subs {
+			parts = append(parts, localrepo.PackPart{Repo: d.subRepos[i], Want: sub.Commit, Haves: haves})
+		}
+		ps, err := localrepo.WritePacks(ctx, w, parts)
 		return ps.Commits, ps.Objects, err
 	}, progress)
 	if err != nil {

@@ -12,8 +12,7 @@
 #   CHECKWAIT            seconds the check may take to pass
 #   LOCK   lock owner description; empty: take no lock
 #   PUSH   1: run git receive-pack for the seed; 0: no push (rollback)
-#   SUBS   submodules to check out after the reset, one per line:
-#          "<commit> <gitdir under .git> <path>"
+#   SUBMODULES  1: check out the submodules recorded in each deployed tree
 #   colorenv()           exports a colour's settings (bluegreen)
 # Standard output carries only the protocol: "$T word args" lines, and git
 # receive-pack's own stream between "head" and "seeded". Everything meant
@@ -90,24 +89,38 @@ run() {
 	(cd "$2" && { [ -z "${3:-}" ] || colorenv "$3"; } && sh -c "$1") >&2 </dev/null
 }
 
-# submodules DIR: check out the submodules listed in SUBS under DIR. Their
-# repositories borrow the objects the push put in $R.
+# submodules DIR: check out the submodules DIR's commit records, at the
+# commits it records, recursively. Their repositories borrow the objects
+# the push put in $R, so nothing is ever fetched.
 submodules() {
-	[ -n "$SUBS" ] || return 0
-	objects=$R/objects
-	base=$(git -C "$1" rev-parse --absolute-git-dir) || return 1
-	printf '%s\n' "$SUBS" | while read -r sha gd path; do
-		[ -n "$sha" ] || continue
-		gd=$base/${gd#.git/}
+	[ "$SUBMODULES" = 1 ] || return 0
+	subtree "$1" "$(git -C "$1" rev-parse --absolute-git-dir)"
+}
+
+# subtree WORKTREE GITDIR
+subtree() {
+	[ -f "$1/.gitmodules" ] || return 0
+	git -C "$1" ls-tree -r HEAD | while read -r mode type sha path; do
+		[ "$mode" = 160000 ] || continue
+		name=$(git -C "$1" config -f .gitmodules --get-regexp '^submodule\..*\.path$' | while read -r key p; do
+			if [ "$p" = "$path" ]; then
+				key=${key#submodule.}
+				printf '%s\n' "${key%.path}"
+				break
+			fi
+		done)
+		[ -n "$name" ] || { echo "gitric: $1/$path: no .gitmodules entry" >&2; return 1; }
+		gd=$2/modules/$name
 		if [ ! -f "$gd/HEAD" ]; then
 			mkdir -p "$gd" && git --git-dir="$gd" init -q && git --git-dir="$gd" config core.bare false || return 1
 		fi
 		mkdir -p "$gd/objects/info" "$1/$path" || return 1
-		printf '%s\n' "$objects" >"$gd/objects/info/alternates"
+		printf '%s\n' "$R/objects" >"$gd/objects/info/alternates"
 		git --git-dir="$gd" config core.worktree "$1/$path"
 		printf 'gitdir: %s\n' "$gd" >"$1/$path/.git"
 		git -C "$1/$path" reset -q --hard "$sha" || return 1
 		echo "submodule $path is now at $(printf %.7s "$sha")"
+		subtree "$1/$path" "$gd" || return 1
 	done
 }
 

@@ -47,14 +47,7 @@ type scriptVars struct {
 	Push                     bool
 	Colors                   map[string]map[string]string
 	Sudo                     string
-	Subs                     []Submodule
-}
-
-// Submodule is a submodule to check out on the host after the reset.
-type Submodule struct {
-	Commit plumbing.Hash
-	GitDir string // as git lays it out: .git/modules/<name>[/modules/<name>...]
-	Path   string // from the top of the working copy
+	Submodules               bool
 }
 
 // command returns the command line that runs body with vars and token.
@@ -74,9 +67,9 @@ func (v scriptVars) command(token, body string) string {
 	if mode == "" {
 		mode = ModeInPlace
 	}
-	var subs strings.Builder
-	for _, s := range v.Subs {
-		fmt.Fprintf(&subs, "%s %s %s\n", s.Commit, s.GitDir, s.Path)
+	subs := "0"
+	if v.Submodules {
+		subs = "1"
 	}
 	// colorenv exports a colour's settings for its service commands.
 	colorenv := "colorenv() { export GITRIC_COLOR=\"$1\"; case $1 in"
@@ -106,7 +99,7 @@ func (v scriptVars) command(token, body string) string {
 		"CHECKWAIT=" + strconv.Itoa(wait),
 		"LOCK=" + shell.Quote(v.Lock),
 		"PUSH=" + push,
-		"SUBS=" + shell.Quote(subs.String()),
+		"SUBMODULES=" + subs,
 	}, " ") + "\n" + colorenv + "\n" + body
 	if v.Sudo != "" {
 		// -n: fail rather than ask for a password; -H: the user's home.
@@ -337,10 +330,16 @@ type seedStats struct {
 	bytes            int64
 }
 
-// push seeds the host: receive-pack's advertisement, then the update of
-// seedRef to want with a pack of what the host lacks. A nil pack sends no
-// update at all, which ends receive-pack (a host already on want).
-func (s *session) push(ctx context.Context, want plumbing.Hash, head plumbing.Hash, pack packFunc, progress io.Writer) (seedStats, error) {
+// refTarget is a ref a push sets on the host.
+type refTarget struct {
+	ref  string
+	want plumbing.Hash
+}
+
+// push seeds the host: receive-pack's advertisement, then the updates of
+// the targets' refs, with a pack of what the host lacks. A nil pack sends
+// no update at all, which ends receive-pack (a host already on the commit).
+func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.Hash, pack packFunc, progress io.Writer) (seedStats, error) {
 	conn := receivepack.Conn{In: s.proc.Stdin, Out: s.out}
 	p, err := receivepack.Start(conn)
 	if err != nil {
@@ -352,8 +351,10 @@ func (s *session) push(ctx context.Context, want plumbing.Hash, head plumbing.Ha
 	refs := p.Refs()
 	var st seedStats
 	var updates []receivepack.Update
-	if pack != nil && refs[seedRef] != want {
-		updates = append(updates, receivepack.Update{Ref: seedRef, Old: refs[seedRef], New: want})
+	for _, t := range targets {
+		if pack != nil && refs[t.ref] != t.want {
+			updates = append(updates, receivepack.Update{Ref: t.ref, Old: refs[t.ref], New: t.want})
+		}
 	}
 	haves := refs.Hashes()
 	if !head.IsZero() {

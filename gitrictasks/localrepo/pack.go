@@ -10,13 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// PackStats describes a pack that WritePack wrote.
+// PackStats describes a pack that WritePack or WritePacks wrote.
 type PackStats struct {
 	Commits int   // commits in the pack
 	Objects int   // objects of every kind in the pack
@@ -28,46 +29,122 @@ type PackStats struct {
 // target that already has haves needs in order to have want. Haves the local
 // repository does not know are ignored. The pack is streamed: memory use does
 // not grow with the size of the repository's history or files.
+//
+// Gitlinks are not followed: the objects of submodules travel only when
+// WritePacks is given a part for each of them.
 func (r *Repo) WritePack(ctx context.Context, w io.Writer, want plumbing.Hash, haves []plumbing.Hash) (PackStats, error) {
-	objs, commits, err := r.missingObjects(ctx, want, haves)
-	if err != nil {
-		return PackStats{}, err
-	}
-	n, err := r.encode(ctx, w, objs)
-	if err != nil {
-		return PackStats{}, err
-	}
-	return PackStats{Commits: commits, Objects: len(objs), Bytes: n}, nil
+	return WritePacks(ctx, w, []PackPart{{Repo: r, Want: want, Haves: haves}})
 }
 
-// missingObjects lists the objects to send: first the commits reachable
-// from want and not from haves, then the trees and blobs of those commits
-// that the haves' trees at the edge of the walk do not already hold.
-func (r *Repo) missingObjects(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash) ([]plumbing.Hash, int, error) {
+// PackPart is one repository's share of a pack that WritePacks writes: the
+// objects Repo has that a target holding Haves needs in order to have Want.
+type PackPart struct {
+	Repo  *Repo
+	Want  plumbing.Hash
+	Haves []plumbing.Hash
+}
+
+// WritePacks writes to w a single git pack (version 2, no deltas) holding
+// the objects of several repositories, typically a superproject and, from
+// OpenSubmodule, its submodules at the commits Submodules lists, for a
+// target that keeps them all in one object store.
+//
+// Each part contributes what WritePack would send for it. Haves a part's
+// repository does not know are ignored, so every part can be given all the
+// hashes the target advertises. An object is written once however many
+// parts hold it, and nothing is written that a part's haves show the target
+// to hold already. Every part's object list is computed before the first
+// byte is written (the pack header carries the count); the objects
+// themselves are then streamed one at a time, so memory use grows with the
+// number of objects sent, not with their sizes.
+func WritePacks(ctx context.Context, w io.Writer, parts []PackPart) (PackStats, error) {
+	for i, p := range parts {
+		if p.Repo == nil {
+			return PackStats{}, fmt.Errorf("pack part %d (want %s): no repository", i, p.Want)
+		}
+	}
+	// known holds the objects the target has or that an earlier part
+	// already sends: the object store on the other side is shared.
+	known := make(map[plumbing.Hash]bool)
+	walks := make([][]*object.Commit, len(parts))
+	for i, p := range parts {
+		commits, err := p.Repo.haveTrees(ctx, p.Want, p.Haves, known)
+		if err != nil {
+			return PackStats{}, p.Repo.describe(err)
+		}
+		walks[i] = commits
+	}
+	var stats PackStats
+	lists := make([][]plumbing.Hash, len(parts))
+	for i, p := range parts {
+		objs, commits, err := p.Repo.missingObjects(ctx, walks[i], known)
+		if err != nil {
+			return PackStats{}, p.Repo.describe(err)
+		}
+		walks[i] = nil // done with the commits: let them go before streaming
+		lists[i] = objs
+		stats.Commits += commits
+		stats.Objects += len(objs)
+	}
+	if uint64(stats.Objects) > math.MaxUint32 {
+		return PackStats{}, fmt.Errorf("%d objects do not fit in one pack", stats.Objects)
+	}
+	n, err := encode(ctx, w, parts, lists, stats.Objects)
+	if err != nil {
+		return PackStats{}, err
+	}
+	stats.Bytes = n
+	return stats, nil
+}
+
+// describe prefixes an error about a submodule's repository with the
+// submodule's path; errors about the superproject are left as they are.
+func (r *Repo) describe(err error) error {
+	if r.sub == "" {
+		return err
+	}
+	return fmt.Errorf("submodule %s: %w", r.sub, err)
+}
+
+// haveTrees walks the commits reachable from want and not from haves, marks
+// known everything in the trees of the commits at the edge of that walk
+// (the target holds them) and returns the new commits, newest first.
+func (r *Repo) haveTrees(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash, known map[plumbing.Hash]bool) ([]*object.Commit, error) {
 	commits, edges, err := r.newCommits(ctx, want, haves)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	known := make(map[plumbing.Hash]bool)
 	for _, e := range edges {
 		c, err := r.git.CommitObject(e)
 		if err != nil {
-			return nil, 0, fmt.Errorf("read commit %s: %w", e, err)
+			return nil, fmt.Errorf("read commit %s: %w", e, err)
 		}
 		if err := r.collectTree(ctx, c.TreeHash, known, nil); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
+	return commits, nil
+}
+
+// missingObjects lists the objects to send for commits, the new commits
+// haveTrees found: first the commits, then the trees and blobs of those
+// commits, leaving out everything already known and marking known what it
+// lists. It returns the list and how many commits it holds.
+func (r *Repo) missingObjects(ctx context.Context, commits []*object.Commit, known map[plumbing.Hash]bool) ([]plumbing.Hash, int, error) {
 	out := make([]plumbing.Hash, 0, len(commits)*4)
 	for _, c := range commits {
-		out = append(out, c.Hash)
+		if !known[c.Hash] {
+			known[c.Hash] = true
+			out = append(out, c.Hash)
+		}
 	}
+	n := len(out)
 	for _, c := range commits {
 		if err := r.collectTree(ctx, c.TreeHash, known, &out); err != nil {
 			return nil, 0, err
 		}
 	}
-	return out, len(commits), nil
+	return out, n, nil
 }
 
 // collectTree marks the tree and everything below it known, appending to out
@@ -236,26 +313,30 @@ func (q commitQueue) allUninteresting(flags map[plumbing.Hash]uint8) bool {
 	return true
 }
 
-// encode streams objs as a version 2 pack of whole (undeltified) objects and
-// returns the number of bytes written.
-func (r *Repo) encode(ctx context.Context, w io.Writer, objs []plumbing.Hash) (int64, error) {
+// encode streams the objects of lists, each read from the repository of
+// the part at the same index, as a version 2 pack of count whole
+// (undeltified) objects, and returns the number of bytes written.
+func encode(ctx context.Context, w io.Writer, parts []PackPart, lists [][]plumbing.Hash, count int) (int64, error) {
 	sum := sha1.New()
 	cw := &countWriter{w: io.MultiWriter(w, sum)}
 	bw := bufio.NewWriterSize(cw, 64<<10)
 	var hdr [12]byte
 	copy(hdr[:], "PACK")
 	binary.BigEndian.PutUint32(hdr[4:], 2)
-	binary.BigEndian.PutUint32(hdr[8:], uint32(len(objs)))
+	binary.BigEndian.PutUint32(hdr[8:], uint32(count))
 	if _, err := bw.Write(hdr[:]); err != nil {
 		return cw.n, err
 	}
 	zw, _ := zlib.NewWriterLevel(bw, zlib.BestSpeed)
-	for _, h := range objs {
-		if err := ctx.Err(); err != nil {
-			return cw.n, err
-		}
-		if err := r.encodeObject(bw, zw, h); err != nil {
-			return cw.n, err
+	for i, objs := range lists {
+		r := parts[i].Repo
+		for _, h := range objs {
+			if err := ctx.Err(); err != nil {
+				return cw.n, err
+			}
+			if err := r.encodeObject(bw, zw, h); err != nil {
+				return cw.n, r.describe(err)
+			}
 		}
 	}
 	if err := bw.Flush(); err != nil {

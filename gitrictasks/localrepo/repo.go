@@ -1,7 +1,8 @@
 // Package localrepo is the local side of a deploy: the git repository on the
 // machine that runs gitric. It resolves what to deploy, tells whether the
-// working copy is clean, decides whether a push would lose history, and
-// writes the pack that carries the new objects to a target.
+// working copy is clean, decides whether a push would lose history, finds
+// the submodules of a commit, and writes the pack that carries the new
+// objects, the submodules' included, to a target.
 //
 // It reads the repository with go-git and never shells out to git.
 package localrepo
@@ -29,10 +30,18 @@ var (
 	ErrUnknownRevision = errors.New("unknown revision")
 )
 
-// Repo is an opened local repository with a working copy.
+// Repo is an opened local repository with a working copy, or a submodule's
+// repository (see OpenSubmodule), which is only read for objects.
 type Repo struct {
 	git  *git.Repository
-	root string
+	root string // top of the working copy; for a submodule, where it would be checked out
+	// gitdir is the repository's own git directory (.git, or for a linked
+	// worktree .git/worktrees/<name>); common is where the objects, refs
+	// and configuration live (the same unless gitdir is a linked worktree's).
+	gitdir, common string
+	// sub is, for a submodule's repository, its path from the top of the
+	// superproject's working copy; empty for the repository Open returns.
+	sub string
 }
 
 // Open finds the repository that contains dir (dir itself or a parent).
@@ -52,7 +61,9 @@ func Open(dir string) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: a bare repository has no working copy to deploy from", abs, ErrNotRepository)
 	}
-	return &Repo{git: r, root: wt.Filesystem.Root()}, nil
+	root := wt.Filesystem.Root()
+	gitdir, common := gitDirs(root)
+	return &Repo{git: r, root: root, gitdir: gitdir, common: common}, nil
 }
 
 // Root is the top directory of the working copy.
@@ -185,27 +196,51 @@ func readPatterns(path string) []gitignore.Pattern {
 
 // gitDir is the repository's common git directory: .git itself, or for a
 // linked worktree (a .git file) the main repository's.
-func (r *Repo) gitDir() string {
-	dot := filepath.Join(r.root, ".git")
+func (r *Repo) gitDir() string { return r.common }
+
+// gitDirs finds the git directory of the working copy at root, and the
+// common directory it shares with the other worktrees of its repository.
+// A .git file ("gitdir: <dir>", as linked worktrees and submodules have) is
+// followed; anything unreadable is used as is.
+func gitDirs(root string) (gitdir, common string) {
+	dot := filepath.Join(root, ".git")
+	gitdir, ok := readGitFile(dot)
+	if !ok {
+		gitdir = dot // a directory, or nothing we can read: use it as is
+	}
+	return gitdir, commonDir(gitdir)
+}
+
+// readGitFile reads a .git file ("gitdir: <dir>") and returns the directory
+// it names, relative paths taken from the file's own directory. ok is false
+// when dot is not such a file (a directory, say, or nothing at all).
+func readGitFile(dot string) (dir string, ok bool) {
 	data, err := os.ReadFile(dot)
 	if err != nil {
-		return dot // a directory, or nothing we can read: use it as is
+		return "", false
 	}
-	dir, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
-	if !ok {
-		return dot
+	dir, ok = strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
+	if !ok || dir == "" {
+		return "", false
 	}
 	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(r.root, dir)
+		dir = filepath.Join(filepath.Dir(dot), dir)
 	}
-	if common, err := os.ReadFile(filepath.Join(dir, "commondir")); err == nil {
-		c := strings.TrimSpace(string(common))
-		if !filepath.IsAbs(c) {
-			c = filepath.Join(dir, c)
-		}
-		return filepath.Clean(c)
+	return filepath.Clean(dir), true
+}
+
+// commonDir is the directory a git directory's commondir file points to,
+// or the git directory itself when it has none.
+func commonDir(gitdir string) string {
+	data, err := os.ReadFile(filepath.Join(gitdir, "commondir"))
+	if err != nil {
+		return gitdir
 	}
-	return dir
+	c := strings.TrimSpace(string(data))
+	if !filepath.IsAbs(c) {
+		c = filepath.Join(gitdir, c)
+	}
+	return filepath.Clean(c)
 }
 
 // IsAncestor reports whether commit a is reachable from commit b (a commit

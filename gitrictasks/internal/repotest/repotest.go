@@ -36,6 +36,47 @@ func New(t testing.TB) *Repo {
 	return r
 }
 
+// NewBare initialises an empty bare repository in a new directory, as a
+// push target.
+func NewBare(t testing.TB) *Repo {
+	t.Helper()
+	r := &Repo{Dir: t.TempDir()}
+	r.Git(t, "init", "-q", "--bare", "-b", "main")
+	return r
+}
+
+// AllowFileProtocol is the git option that lets submodules be cloned from
+// local paths, which git refuses by default since 2.38.1.
+const AllowFileProtocol = "protocol.file.allow=always"
+
+// Clone clones src (a path) into a new directory, with extra git clone
+// arguments such as "--recurse-submodules"; submodules may come from local
+// paths.
+func Clone(t testing.TB, src string, args ...string) *Repo {
+	t.Helper()
+	r := &Repo{Dir: t.TempDir()}
+	args = append([]string{"-c", AllowFileProtocol, "clone", "-q"}, args...)
+	if _, err := Git(r.Dir, append(args, src, ".")...); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// AddSubmodule adds the repository at url (a local path will do) as a
+// submodule named name, checked out at path, and stages it; commit it with
+// Commit.
+func (r *Repo) AddSubmodule(t testing.TB, name, url, path string) {
+	t.Helper()
+	r.Submodule(t, "add", "-q", "--name", name, url, path)
+}
+
+// Submodule runs git submodule with args ("update", "--init",
+// "--recursive", say), allowing submodules from local paths.
+func (r *Repo) Submodule(t testing.TB, args ...string) string {
+	t.Helper()
+	return r.Git(t, append([]string{"-c", AllowFileProtocol, "submodule"}, args...)...)
+}
+
 // Git runs git in the repository and returns its trimmed standard output;
 // a failure fails the test with git's own message.
 func (r *Repo) Git(t testing.TB, args ...string) string {
