@@ -34,13 +34,21 @@
 // deploy lock. `mage local deploy` deploys to an SSH server that gitric
 // runs itself on 127.0.0.1, into .gitric/local.
 //
+// Hosts are reached as ssh reaches them: a host may be an ~/.ssh/config
+// alias, with its HostName, User, Port, IdentityFile, ProxyJump and the
+// rest (see package remote). `mage acceptNew prod deploy` trusts hosts
+// that known_hosts does not list yet and records their keys (a changed
+// key is still refused).
+//
 // The environment can change a call without editing code: GITRIC_HOSTS
-// (user@host[:port],...) replaces the stage's hosts; GITRIC_KNOWN_HOSTS (a
-// colon-separated list of files) and GITRIC_IDENTITY (a private key file)
-// replace the SSH defaults of ~/.ssh/known_hosts and ssh-agent plus
-// ~/.ssh/id_*; GITRIC_BATCH ("all", "2", "25%") and GITRIC_PARALLEL set the
-// cutover batch and the seeding concurrency; GITRIC_OUTPUT=json prints
-// JSON lines for CI logs.
+// ([user@]host[:port] or aliases, comma-separated) replaces the stage's
+// hosts; GITRIC_SSH_CONFIG names the ssh_config file to read instead of
+// ~/.ssh/config and /etc/ssh/ssh_config ("none" for none);
+// GITRIC_KNOWN_HOSTS (a colon-separated list of files) and GITRIC_IDENTITY
+// (a private key file) replace the SSH defaults of ~/.ssh/known_hosts and
+// ssh-agent plus ~/.ssh/id_*; GITRIC_BATCH ("all", "2", "25%") and
+// GITRIC_PARALLEL set the cutover batch and the seeding concurrency;
+// GITRIC_OUTPUT=json prints JSON lines for CI logs.
 //
 // The targets only record choices in a shared state and hand them to the
 // engine in the deploy package, which can be used without mage.
@@ -98,6 +106,7 @@ type state struct {
 	forcePush       bool
 	ignoreUntracked bool
 	discardEdits    bool
+	acceptNew       bool
 	rev             string
 }
 
@@ -165,6 +174,13 @@ func DiscardEdits() {
 	current.mu.Lock()
 	defer current.mu.Unlock()
 	current.discardEdits = true
+}
+
+// AcceptNew trusts hosts that known_hosts does not list yet and records their keys; a changed key is still refused.
+func AcceptNew() {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	current.acceptNew = true
 }
 
 // Ref deploys the given branch, tag or commit instead of HEAD: mage ref v1.2.0 prod deploy.
@@ -311,6 +327,12 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 	if v := os.Getenv("GITRIC_IDENTITY"); v != "" {
 		opts.SSH.IdentityFiles = []string{v}
 	}
+	if v := os.Getenv("GITRIC_SSH_CONFIG"); v != "" {
+		opts.SSH.SSHConfigFile = v
+	}
+	if s.acceptNew {
+		opts.SSH.StrictHostKeyChecking = remote.StrictAcceptNew
+	}
 	if s.stage == LocalStage {
 		return localOptions(ctx, opts)
 	}
@@ -367,6 +389,10 @@ func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, fun
 	}
 	opts.Stage.Hosts = []string{srv.User() + "@" + srv.Addr()}
 	opts.SSH = remote.Config{
+		// The embedded host is not subject to the user's ssh_config (a
+		// "Host *" ProxyJump must not route it elsewhere) nor agent.
+		SSHConfigFile:   "none",
+		IdentityAgent:   "none",
 		Signers:         []ssh.Signer{srv.ClientSigner()},
 		IdentitiesOnly:  true,
 		HostKeyCallback: ssh.FixedHostKey(srv.HostKey()),

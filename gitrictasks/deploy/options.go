@@ -27,7 +27,8 @@ import (
 // Stage is a named set of hosts that get the same deploy.
 type Stage struct {
 	Name string
-	// Hosts are user@host[:port] addresses.
+	// Hosts are [user@]host[:port] addresses or ~/.ssh/config aliases; a
+	// user or port written here beats the config's.
 	Hosts []string
 	// Path is the repository (and working copy) on each host. A relative
 	// path is relative to the login user's home directory.

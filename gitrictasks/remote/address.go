@@ -10,19 +10,26 @@ import (
 	"strings"
 )
 
-// ErrBadAddress means a host was not written as user@host[:port].
+// ErrBadAddress means a host was not written as [user@]host[:port].
 var ErrBadAddress = errors.New("bad host address")
 
-// Address says where a target is: who to log in as, and where.
+// Address says where a target is, as the user wrote it: who to log in as,
+// and where. Host may be an ssh_config alias. A part that was not written
+// is left empty, so that ssh_config can supply it, as with ssh, where the
+// command line beats the config file.
 type Address struct {
+	// User is "" when not given: ssh_config's User applies, else the
+	// local user name.
 	User string
+	// Host is a host name, an IP address or an ssh_config Host alias.
 	Host string
-	Port int // 22 when not given
+	// Port is 0 when not given: ssh_config's Port applies, else 22.
+	Port int
 }
 
-// ParseAddress reads "user@host", "user@host:port", "host", or an IPv6
-// literal in brackets ("user@[::1]:2222"). A missing user is the local user,
-// as with ssh.
+// ParseAddress reads "user@host", "user@host:port", "host", "host:port",
+// or an IPv6 literal in brackets ("user@[::1]:2222"). host may be an
+// ssh_config alias. The parts not written stay empty (see Address).
 func ParseAddress(s string) (Address, error) {
 	orig := s
 	bad := func(why string) (Address, error) {
@@ -38,10 +45,7 @@ func ParseAddress(s string) (Address, error) {
 		if a.User == "" {
 			return bad("empty user name")
 		}
-	} else {
-		a.User = localUser()
 	}
-	a.Port = 22
 	host, port, err := net.SplitHostPort(s)
 	switch {
 	case err == nil:
@@ -62,16 +66,26 @@ func ParseAddress(s string) (Address, error) {
 	if a.Host == "" {
 		return bad("empty host name")
 	}
-	if strings.ContainsAny(a.Host+a.User, " \t\n/\\'\"`$;&|") {
-		return bad("host and user names cannot hold spaces, quotes or shell characters")
+	if strings.ContainsAny(a.Host+a.User, " \t\n/\\'\"`$;&|%") {
+		return bad("host and user names cannot hold spaces, quotes, % or shell characters")
+	}
+	if strings.HasPrefix(a.Host, "-") || strings.HasPrefix(a.User, "-") {
+		return bad("host and user names cannot start with -")
 	}
 	return a, nil
 }
 
-// HostPort is host:port, for dialing.
-func (a Address) HostPort() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) }
+// HostPort is host:port, for dialing, with port 22 when none was given.
+// It does not consult ssh_config; Dial does.
+func (a Address) HostPort() string {
+	port := a.Port
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(a.Host, strconv.Itoa(port))
+}
 
-// String is user@host, with :port when it is not 22.
+// String is [user@]host, with :port when a port other than 22 was given.
 func (a Address) String() string {
 	h := a.Host
 	if strings.Contains(h, ":") {
@@ -86,7 +100,8 @@ func (a Address) String() string {
 	return a.User + "@" + h
 }
 
-// Name is host, or host:port when the port is not 22: how output names it.
+// Name is host, or host:port when a port other than 22 was given: how
+// output names the host. For an ssh_config alias it is the alias.
 func (a Address) Name() string {
 	if a.Port == 22 || a.Port == 0 {
 		return a.Host
@@ -95,11 +110,11 @@ func (a Address) Name() string {
 }
 
 func localUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
 	if u := os.Getenv("USER"); u != "" {
 		return u
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
 	}
 	return "root"
 }

@@ -1,7 +1,14 @@
 // Package remote is the target side of a deploy: one SSH connection per
 // host (golang.org/x/crypto/ssh), over which every command and the push
-// itself run as sessions. Host keys are checked against known_hosts; keys
-// come from ssh-agent and the usual identity files.
+// itself run as sessions.
+//
+// Hosts are reached the way OpenSSH's ssh reaches them: ssh_config
+// (aliases, HostName, User, Port, IdentityFile, ProxyJump chains, Match,
+// Include...), host keys checked against known_hosts (hashed entries,
+// [host]:port, @cert-authority, @revoked) under StrictHostKeyChecking, and
+// keys from ssh-agent and identity files. A jump host is another SSH
+// connection whose forwarding carries the next one; nothing runs the ssh
+// program.
 package remote
 
 import (
@@ -18,41 +25,68 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Defaults for Config's zero values.
+// Defaults for what neither Config nor ssh_config sets.
 const (
 	DefaultConnectTimeout    = 10 * time.Second
 	DefaultKeepAliveInterval = 15 * time.Second
 	DefaultKeepAliveCountMax = 3
 )
 
-// Config says how to reach and trust hosts. The zero value uses the
-// user's ~/.ssh/known_hosts, ssh-agent and ~/.ssh/id_* files.
+// Config says how to reach and trust hosts. Its fields act like ssh's
+// command line options: a field that is set beats ssh_config, which
+// fills in the rest. The zero value uses ~/.ssh/config and
+// /etc/ssh/ssh_config, ~/.ssh/known_hosts, ssh-agent and ~/.ssh/id_*.
+// The fields apply to jump hosts as well as to the host.
 type Config struct {
-	// KnownHostsFiles to check host keys against; default ~/.ssh/known_hosts.
+	// SSHConfigFile is the ssh_config file to read instead of
+	// ~/.ssh/config and /etc/ssh/ssh_config (ssh -F); "none" reads none.
+	SSHConfigFile string
+	// KnownHostsFiles replace ssh_config's UserKnownHostsFile (default
+	// ~/.ssh/known_hosts); the first one receives keys accepted as new.
+	// GlobalKnownHostsFile is still read.
 	KnownHostsFiles []string
-	// IdentityFiles are private keys to offer after the agent's; default
-	// ~/.ssh/id_ed25519, id_ecdsa and id_rsa, those that exist.
+	// StrictHostKeyChecking overrides ssh_config's: StrictYes (the
+	// default), StrictAcceptNew or StrictNo. A changed key is refused
+	// whatever it says.
+	StrictHostKeyChecking string
+	// IdentityFiles are private keys to offer before ssh_config's
+	// IdentityFile ones (ssh -i); they must exist. When neither names a
+	// key, ~/.ssh/id_rsa, id_ecdsa and id_ed25519 are tried.
 	IdentityFiles []string
 	// Signers are offered before anything else (a key held in memory).
 	Signers []ssh.Signer
-	// IdentitiesOnly offers only Signers and IdentityFiles: not the agent's
-	// keys, not the default files (OpenSSH's option of the same name).
+	// IdentitiesOnly offers only Signers and the configured identity
+	// files (through the agent when it holds them), not the agent's other
+	// keys. ssh_config's IdentitiesOnly yes does the same.
 	IdentitiesOnly bool
+	// IdentityAgent is the ssh-agent socket; "none" for no agent. Default:
+	// ssh_config's IdentityAgent, else $SSH_AUTH_SOCK.
+	IdentityAgent string
+	// ProxyJump, when set, is the jump host chain to the host
+	// ([user@]host[:port],...; ssh -J), replacing ssh_config's; "none"
+	// connects directly.
+	ProxyJump string
 	// HostKeyCallback, when set, replaces the known_hosts check (the
 	// embedded local host pins its throwaway key this way).
 	HostKeyCallback ssh.HostKeyCallback
 	// ConnectTimeout bounds TCP connect, handshake and authentication
-	// together; default DefaultConnectTimeout.
+	// together, per hop; default ssh_config's ConnectTimeout, else
+	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// KeepAliveInterval and KeepAliveCountMax detect a dead server: after
 	// CountMax unanswered keepalives the connection is closed, failing
-	// whatever runs on it. A negative interval turns keepalives off.
+	// whatever runs on it. Defaults: ssh_config's ServerAliveInterval and
+	// ServerAliveCountMax, else DefaultKeepAliveInterval and
+	// DefaultKeepAliveCountMax. A negative interval (or
+	// ServerAliveInterval 0) turns keepalives off.
 	KeepAliveInterval time.Duration
 	KeepAliveCountMax int
-	// Dial opens the TCP connection; default net.Dialer.DialContext.
+	// Dial opens the TCP connection to the first hop; default
+	// net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logf, when set, receives what was decided while connecting (which
-	// key and known_hosts file), for verbose output.
+	// ssh_config lines, key and known_hosts entry), for verbose output.
+	// Nothing secret is logged.
 	Logf func(format string, args ...any)
 }
 
@@ -62,79 +96,153 @@ func (c *Config) logf(format string, args ...any) {
 	}
 }
 
-// Host is an open connection to one target.
+// Host is an open connection to one target, through its jump hosts.
 type Host struct {
-	addr   Address
-	client *ssh.Client
-	stop   chan struct{}
-	once   sync.Once
+	addr    Address
+	target  *Target
+	client  *ssh.Client   // to the host itself
+	clients []*ssh.Client // every hop's, the host's last
+	stop    chan struct{}
+	once    sync.Once
+
+	mu      sync.Mutex
+	lostErr error // why the connection died under us
 }
 
-// Dial connects to addr and authenticates, within cfg.ConnectTimeout.
+// Dial connects to addr through its jump hosts, each hop within its
+// connect timeout, and authenticates.
 func Dial(ctx context.Context, addr Address, cfg Config) (*Host, error) {
-	timeout := cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
+	t, err := Resolve(ctx, addr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr.Name(), err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	h := &Host{addr: addr, target: t, stop: make(chan struct{})}
+	for i := range t.Hops {
+		hop := &t.Hops[i]
+		var via *ssh.Client
+		if i > 0 {
+			via = h.clients[i-1]
+		}
+		switch {
+		case i < len(t.Hops)-1:
+			cfg.logf("%s: jump host %d of %d, %s: %s", addr.Name(), i+1, len(t.Hops)-1, hop.Name, hop.describe())
+		case i > 0:
+			cfg.logf("%s: through %s: %s", addr.Name(), t.Hops[i-1].Name, hop.describe())
+		default:
+			cfg.logf("%s: %s", addr.Name(), hop.describe())
+		}
+		c, err := dialHop(ctx, hop, via, &cfg)
+		if err != nil {
+			h.closeAll()
+			if i < len(t.Hops)-1 {
+				return nil, fmt.Errorf("%s: through jump host %w", addr.Name(), err)
+			}
+			if hop.Name != addr.Name() {
+				err = fmt.Errorf("%s: %w", addr.Name(), err)
+			}
+			return nil, err
+		}
+		h.clients = append(h.clients, c)
+	}
+	h.client = h.clients[len(h.clients)-1]
+	go h.keepAlive(t.Host(), &cfg)
+	return h, nil
+}
+
+// dialHop opens one hop's connection: TCP (or a channel forwarded by via),
+// handshake, host key check and authentication, all within the hop's
+// ConnectTimeout.
+func dialHop(parent context.Context, hop *Hop, via *ssh.Client, cfg *Config) (*ssh.Client, error) {
+	ctx, cancel := context.WithTimeout(parent, hop.ConnectTimeout)
 	defer cancel()
-
-	hostKey, algos, err := hostKeyCheck(addr, &cfg)
+	name := hop.Name
+	hk, err := newHostKeyChecker(hop, cfg)
 	if err != nil {
 		return nil, err
 	}
-	auth, describeAuth, err := authMethods(&cfg)
+	ids, err := gatherIdentities(ctx, hop, cfg)
 	if err != nil {
 		return nil, err
 	}
-	dial := cfg.Dial
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	conn, err := dial(ctx, "tcp", addr.HostPort())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v (is the address right, and is sshd running and reachable from here?)", addr.Name(), ErrUnreachable, err)
-	}
-	// The deadline covers the handshake and authentication; the context
-	// covers the dial. Either way, a host that never answers fails in time.
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	stopWatch := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer ids.close()
 
-	var keyErr error
-	sc, chans, reqs, err := ssh.NewClientConn(conn, addr.HostPort(), &ssh.ClientConfig{
-		User: addr.User,
-		Auth: []ssh.AuthMethod{auth},
-		HostKeyCallback: func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-			keyErr = hostKey(hostname, remote, key)
-			return keyErr
-		},
-		HostKeyAlgorithms: algos,
-		Timeout:           timeout,
+	timedOut := func() error {
+		if err := parent.Err(); err != nil {
+			return fmt.Errorf("%s: connecting to %s: %w", name, hop.HostPort(), context.Cause(parent))
+		}
+		return fmt.Errorf("%s: %w: no SSH answer from %s within %s (connect timeout); the host may be down or a firewall drops the packets",
+			name, ErrUnreachable, hop.HostPort(), hop.ConnectTimeout)
+	}
+	var conn net.Conn
+	if via == nil {
+		dial := cfg.Dial
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		conn, err = dial(ctx, hop.Network, hop.HostPort())
+	} else {
+		conn, err = via.DialContext(ctx, "tcp", hop.HostPort())
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, timedOut()
+		}
+		if via != nil {
+			return nil, fmt.Errorf("%s: %w: the jump host could not open a connection to %s: %v (is sshd running there, and does the jump host allow TCP forwarding to it?)", name, ErrUnreachable, hop.HostPort(), err)
+		}
+		return nil, fmt.Errorf("%s: %w: %v (is the address right, and is sshd running and reachable from here?)", name, ErrUnreachable, err)
+	}
+	// Closing the connection (and the agent's) is what stops a handshake
+	// or authentication that hangs; for TCP the deadline does it too.
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	stopWatch := context.AfterFunc(ctx, func() {
+		conn.Close()
+		ids.close()
 	})
-	stopWatch()
+
+	sc, chans, reqs, err := ssh.NewClientConn(conn, hop.HostPort(), &ssh.ClientConfig{
+		User:              hop.User,
+		Auth:              []ssh.AuthMethod{ids.authMethod()},
+		HostKeyCallback:   hk.check,
+		HostKeyAlgorithms: hk.algos,
+	})
+	expired := !stopWatch()
+	if err == nil && expired {
+		sc.Close()
+		err = context.DeadlineExceeded
+	}
 	if err != nil {
 		conn.Close()
-		var hk *HostKeyError
+		keyErr, _ := hk.result()
+		var hke *HostKeyError
 		switch {
-		case errors.As(keyErr, &hk):
-			return nil, hk
+		case errors.As(keyErr, &hke):
+			return nil, hke
 		case keyErr != nil:
-			return nil, fmt.Errorf("%s: host key check: %w", addr.Name(), keyErr)
+			return nil, fmt.Errorf("%s: host key check: %w", name, keyErr)
+		case hk.algorithmMismatch(err) != nil:
+			return nil, hk.algorithmMismatch(err)
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return nil, fmt.Errorf("%s: %w as %s: the host accepted none of the keys offered (%s). "+
 				"Check that the user is right and that one of these public keys is in ~%s/.ssh/authorized_keys on the host",
-				addr.Name(), ErrAuth, addr.User, describeAuth(), addr.User)
+				name, ErrAuth, hop.User, ids.describe(), hop.User)
+		case strings.Contains(err.Error(), "Too many authentication failures"):
+			return nil, fmt.Errorf("%s: %w as %s: the host closed the connection after too many keys were tried (its MaxAuthTries) before one it accepts; "+
+				"name the right key with IdentityFile and IdentitiesOnly yes for this host in ~/.ssh/config (offered: %s)",
+				name, ErrAuth, hop.User, ids.describe())
 		case ctx.Err() != nil || isTimeout(err):
-			return nil, fmt.Errorf("%s: %w: no SSH answer within %s (connect timeout); the host may be down or a firewall drops the packets", addr.Name(), ErrUnreachable, timeout)
+			return nil, timedOut()
 		default:
-			return nil, fmt.Errorf("%s: %w: SSH handshake failed: %v", addr.Name(), ErrUnreachable, err)
+			return nil, fmt.Errorf("%s: %w: SSH handshake with %s failed: %v", name, ErrUnreachable, hop.HostPort(), err)
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	h := &Host{addr: addr, client: ssh.NewClient(sc, chans, reqs), stop: make(chan struct{})}
-	go h.keepAlive(cfg)
-	return h, nil
+	_, how := hk.result()
+	cfg.logf("%s: %s", name, how)
+	cfg.logf("%s: authenticated as %s with %s", name, hop.User, ids.usedLabel())
+	return ssh.NewClient(sc, chans, reqs), nil
 }
 
 func isTimeout(err error) bool {
@@ -142,24 +250,57 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Address is where this host is.
+// Address is where this host is, as it was given to Dial.
 func (h *Host) Address() Address { return h.addr }
+
+// Target is how the host was reached: its hops, with what ssh_config said.
+func (h *Host) Target() *Target { return h.target }
 
 // Close ends the connection and everything running on it.
 func (h *Host) Close() error {
 	h.once.Do(func() { close(h.stop) })
-	return h.client.Close()
+	err := h.closeAll()
+	if h.lostReason() != nil {
+		return nil // already cut; Wait reported why
+	}
+	return err
 }
 
-func (h *Host) keepAlive(cfg Config) {
-	interval := cfg.KeepAliveInterval
-	if interval < 0 {
+// closeAll closes the host's connection, then the jump hosts'.
+func (h *Host) closeAll() error {
+	var first error
+	for i := len(h.clients) - 1; i >= 0; i-- {
+		if err := h.clients[i].Close(); err != nil && first == nil && i == len(h.clients)-1 {
+			first = err
+		}
+	}
+	return first
+}
+
+// lost records why the connection died and cuts it: the first hop's TCP
+// connection goes first, so that writes blocked on a dead network fail.
+func (h *Host) lost(err error) {
+	h.mu.Lock()
+	if h.lostErr == nil {
+		h.lostErr = err
+	}
+	h.mu.Unlock()
+	for _, c := range h.clients {
+		c.Close()
+	}
+}
+
+func (h *Host) lostReason() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lostErr
+}
+
+func (h *Host) keepAlive(hop *Hop, cfg *Config) {
+	interval, max := hop.KeepAliveInterval, hop.KeepAliveCountMax
+	if interval <= 0 {
 		return
 	}
-	if interval == 0 {
-		interval = DefaultKeepAliveInterval
-	}
-	max := cfg.KeepAliveCountMax
 	if max <= 0 {
 		max = DefaultKeepAliveCountMax
 	}
@@ -189,7 +330,8 @@ func (h *Host) keepAlive(cfg Config) {
 			missed++
 			if missed >= max {
 				cfg.logf("%s: no answer to %d keepalives; closing the connection", h.addr.Name(), missed)
-				h.client.Close()
+				h.lost(fmt.Errorf("%w: the host did not answer %d keepalives sent %s apart (ServerAliveInterval %s, ServerAliveCountMax %d); the network or the host is down",
+					ErrConnectionLost, missed, interval, interval, max))
 				return
 			}
 		}
@@ -215,6 +357,9 @@ type Process struct {
 func (h *Host) Start(ctx context.Context, name, cmd string) (*Process, error) {
 	sess, err := h.client.NewSession()
 	if err != nil {
+		if lost := h.lostReason(); lost != nil {
+			err = lost
+		}
 		return nil, fmt.Errorf("%s: open a session for %s: %w", h.addr.Name(), name, err)
 	}
 	p := &Process{name: name, host: h, sess: sess}
@@ -256,9 +401,12 @@ func (p *Process) Wait() error {
 		}
 		return e
 	}
+	if lost := p.host.lostReason(); lost != nil {
+		return fmt.Errorf("%s: %s: %w", p.host.addr.Name(), p.name, lost)
+	}
 	var missing *ssh.ExitMissingError
-	if errors.As(err, &missing) {
-		return fmt.Errorf("%s: %s: the connection closed before the command reported how it ended", p.host.addr.Name(), p.name)
+	if errors.As(err, &missing) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %s: %w: the connection closed before the command reported how it ended", p.host.addr.Name(), p.name, ErrConnectionLost)
 	}
 	return fmt.Errorf("%s: %s: %w", p.host.addr.Name(), p.name, err)
 }

@@ -1,5 +1,5 @@
-// Package sshdtest starts real OpenSSH sshd servers on 127.0.0.1 for
-// end-to-end tests.
+// Package sshdtest starts real OpenSSH sshd servers on loopback (127.0.0.1
+// unless Options.ListenHost says otherwise) for end-to-end tests.
 //
 // Every server gets its own temporary directory holding a generated
 // ed25519 host key, a generated ed25519 client key, an authorized_keys file,
@@ -66,7 +66,7 @@ const (
 
 // Server is one running sshd.
 type Server struct {
-	Host string // "127.0.0.1"
+	Host string // "127.0.0.1", or Options.ListenHost
 	Port int
 	Addr string // "127.0.0.1:port"
 	User string // the current OS user (the one tests log in as)
@@ -75,6 +75,9 @@ type Server struct {
 
 	HostKey            ssh.PublicKey
 	HostKeyFingerprint string // ssh.FingerprintSHA256(HostKey)
+	// HostCertificate is HostKey signed by Options.HostCA, which sshd
+	// presents to clients that ask for certificates; nil without HostCA.
+	HostCertificate *ssh.Certificate
 	// KnownHostsFile holds exactly this server's key, as
 	// "[127.0.0.1]:port ssh-ed25519 AAAA...".
 	KnownHostsFile string
@@ -105,6 +108,20 @@ type Options struct {
 	// AuthorizedKeys: additional public keys in authorized_keys format
 	// (options allowed) to authorise besides the generated client key.
 	AuthorizedKeys []string
+	// ListenHost is the loopback address sshd listens on; default
+	// "127.0.0.1". Any 127.x.y.z works on Linux (e.g. "127.0.0.2").
+	ListenHost string
+	// HostCA, when set, signs the host key into a host certificate that
+	// sshd presents (HostCertificate), valid for HostCertPrincipals
+	// (default: ListenHost) from an hour ago for HostCertValidity
+	// (default 24h).
+	HostCA             ssh.Signer
+	HostCertPrincipals []string
+	HostCertValidity   time.Duration
+	// FastShell keeps bash from reading the login user's ~/.bashrc in
+	// sessions (bash reads it when started by sshd as a top-level shell;
+	// SHLVL=1 makes it a nested one), where that file is slow.
+	FastShell bool
 }
 
 var (
@@ -196,8 +213,12 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	dir := t.TempDir()
+	listen := opts.ListenHost
+	if listen == "" {
+		listen = "127.0.0.1"
+	}
 	s := &Server{
-		Host:           "127.0.0.1",
+		Host:           listen,
 		User:           u.Username,
 		Home:           u.HomeDir,
 		Dir:            dir,
@@ -214,6 +235,18 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.HostKey = hostSigner.PublicKey()
 	s.HostKeyFingerprint = ssh.FingerprintSHA256(s.HostKey)
+	var extra []string
+	if opts.HostCA != nil {
+		s.HostCertificate, err = writeHostCert(hostKeyFile+"-cert.pub", s.HostKey, opts.HostCA, opts.HostCertPrincipals, opts.HostCertValidity, listen)
+		if err != nil {
+			t.Fatalf("sshdtest: %v", err)
+		}
+		extra = append(extra, "HostCertificate "+hostKeyFile+"-cert.pub")
+	}
+	extra = append(extra, opts.ExtraConfig...)
+	if opts.FastShell {
+		extra = withSetEnv(extra, "SHLVL=1")
+	}
 
 	s.ClientSigner, err = writeKeyPair(s.ClientKeyFile, "sshdtest client key")
 	if err != nil {
@@ -227,14 +260,14 @@ func Start(t testing.TB, opts Options) *Server {
 
 	var lastErr error
 	for attempt := 1; attempt <= bindAttempts; attempt++ {
-		port, err := freePort()
+		port, err := freePort(s.Host)
 		if err != nil {
 			t.Fatalf("sshdtest: %v", err)
 		}
 		s.Port = port
 		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
 
-		cfg := buildConfig(s.Addr, hostKeyFile, authKeys, dir, opts.ExtraConfig)
+		cfg := buildConfig(s.Addr, hostKeyFile, authKeys, dir, extra)
 		if err := os.WriteFile(s.ConfigFile, []byte(cfg), 0o600); err != nil {
 			t.Fatalf("sshdtest: writing sshd_config: %v", err)
 		}
@@ -393,6 +426,9 @@ func (s *Server) probe(budget time.Duration, exited <-chan struct{}) error {
 	cfg := &ssh.ClientConfig{
 		User: s.User,
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if cert, ok := key.(*ssh.Certificate); ok {
+				key = cert.Key
+			}
 			if !bytes.Equal(key.Marshal(), s.HostKey.Marshal()) {
 				return fmt.Errorf("%w (host key %s)", errForeignServer, ssh.FingerprintSHA256(key))
 			}
@@ -431,13 +467,15 @@ func (s *Server) KnownHostsLine() string {
 }
 
 // ClientConfig returns a config that logs in as s.User with ClientSigner and
-// accepts only this server's host key.
+// accepts only this server's host key (as a plain key, also when the server
+// has a certificate).
 func (s *Server) ClientConfig() *ssh.ClientConfig {
 	return &ssh.ClientConfig{
-		User:            s.User,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(s.ClientSigner)},
-		HostKeyCallback: ssh.FixedHostKey(s.HostKey),
-		Timeout:         10 * time.Second,
+		User:              s.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(s.ClientSigner)},
+		HostKeyCallback:   ssh.FixedHostKey(s.HostKey),
+		HostKeyAlgorithms: []string{s.HostKey.Type()},
+		Timeout:           10 * time.Second,
 	}
 }
 
@@ -524,6 +562,54 @@ func writeKeyPair(path, comment string) (ssh.Signer, error) {
 	return signer, nil
 }
 
+// withSetEnv adds an environment variable to the SetEnv line of lines
+// (sshd uses only the first SetEnv line), or a SetEnv line at the front.
+func withSetEnv(lines []string, kv string) []string {
+	out := append([]string(nil), lines...)
+	for i, l := range out {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if strings.EqualFold(f[0], "Match") {
+			break
+		}
+		if strings.EqualFold(f[0], "SetEnv") {
+			out[i] = l + " " + kv
+			return out
+		}
+	}
+	return append([]string{"SetEnv " + kv}, out...)
+}
+
+// writeHostCert signs hostKey with ca into a host certificate and writes
+// it in authorized_keys format to path.
+func writeHostCert(path string, hostKey ssh.PublicKey, ca ssh.Signer, principals []string, validity time.Duration, listen string) (*ssh.Certificate, error) {
+	if len(principals) == 0 {
+		principals = []string{listen}
+	}
+	if validity == 0 {
+		validity = 24 * time.Hour
+	}
+	now := time.Now()
+	cert := &ssh.Certificate{
+		Key:             hostKey,
+		Serial:          uint64(now.UnixNano()),
+		CertType:        ssh.HostCert,
+		KeyId:           "sshdtest host certificate",
+		ValidPrincipals: principals,
+		ValidAfter:      uint64(now.Add(-time.Hour).Unix()),
+		ValidBefore:     uint64(now.Add(validity).Unix()),
+	}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		return nil, fmt.Errorf("signing the host certificate: %w", err)
+	}
+	if err := writeFile0600(path, ssh.MarshalAuthorizedKey(cert)); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
 // writeFile0600 writes data to path with mode 0600 even if the file
 // already exists with other permissions (os.WriteFile keeps those).
 func writeFile0600(path string, data []byte) error {
@@ -598,14 +684,14 @@ MaxSessions 100
 	return b.String()
 }
 
-// freePort asks the kernel for an unused port on 127.0.0.1. It avoids
-// handing out the same port twice within this process; other processes can
-// still race us, which Start handles by retrying.
-func freePort() (int, error) {
+// freePort asks the kernel for an unused port on host. It avoids handing
+// out the same port twice within this process (on any address); other
+// processes can still race us, which Start handles by retrying.
+func freePort(host string) (int, error) {
 	portMu.Lock()
 	defer portMu.Unlock()
 	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return 0, fmt.Errorf("finding a free port: %w", err)
 		}
