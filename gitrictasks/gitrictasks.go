@@ -58,6 +58,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -387,11 +388,19 @@ func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, fun
 	if opts.Stage.Path == "" {
 		opts.Stage.Path = "app"
 	}
-	opts.Stage.Hosts = []string{srv.User() + "@" + srv.Addr()}
+	// An ssh_config of its own names the host "local" in the output. The
+	// user's ssh_config does not apply (a "Host *" ProxyJump must not route
+	// it elsewhere), nor does the agent.
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	sshConfig := filepath.Join(dir, "local.ssh_config")
+	conf := fmt.Sprintf("Host local\n\tHostName %s\n\tPort %s\n\tUser %s\n", host, port, srv.User())
+	if err := os.WriteFile(sshConfig, []byte(conf), 0o600); err != nil {
+		srv.Close()
+		return opts, func() {}, fmt.Errorf("local host: %w", err)
+	}
+	opts.Stage.Hosts = []string{"local"}
 	opts.SSH = remote.Config{
-		// The embedded host is not subject to the user's ssh_config (a
-		// "Host *" ProxyJump must not route it elsewhere) nor agent.
-		SSHConfigFile:   "none",
+		SSHConfigFile:   sshConfig,
 		IdentityAgent:   "none",
 		Signers:         []ssh.Signer{srv.ClientSigner()},
 		IdentitiesOnly:  true,
