@@ -1,14 +1,11 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,14 +22,14 @@ type fixture struct {
 	src    *repotest.Repo
 	srv    *sshdtest.Server
 	target string
-	out    *syncBuffer
+	out    *sshdtest.Buffer
 }
 
 func newFixture(t *testing.T, sshd sshdtest.Options) *fixture {
 	t.Helper()
 	sshdtest.Require(t)
 	t.Parallel()
-	f := &fixture{src: repotest.New(t), srv: sshdtest.Start(t, sshd), out: &syncBuffer{}}
+	f := &fixture{src: repotest.New(t), srv: sshdtest.Start(t, sshd), out: &sshdtest.Buffer{}}
 	f.target = filepath.Join(t.TempDir(), "app")
 	f.src.Commit(t, "first", map[string]string{"index.html": "v1\n", ".gitignore": "*.log\n"})
 	t.Cleanup(func() {
@@ -317,8 +314,8 @@ func TestRefusals(t *testing.T) {
 	os.WriteFile(fileInTheWay, []byte("x"), 0o644)
 	notEmpty := t.TempDir()
 	os.WriteFile(filepath.Join(notEmpty, "precious.txt"), []byte("keep me"), 0o644)
-	closed := closedPort(t)
-	silent := silentListener(t)
+	closed := sshdtest.ClosedPort(t)
+	silent := sshdtest.SilentListener(t, "tcp", "127.0.0.1:0", "")
 
 	tests := []struct {
 		name   string
@@ -386,64 +383,4 @@ func TestNoGitOnTarget(t *testing.T) {
 	if !strings.Contains(f.out.String(), "apt-get install git") {
 		t.Errorf("output does not say how to install git:\n%s", f.out)
 	}
-}
-
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// silentListener accepts connections and never says anything: a host that
-// blackholes the SSH handshake.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -30,14 +30,14 @@ type fleet struct {
 	homes []string
 	kh    string
 	key   string
-	out   *syncBuffer
+	out   *sshdtest.Buffer
 }
 
 func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	sshdtest.Require(t)
 	t.Parallel()
-	f := &fleet{src: repotest.New(t), out: &syncBuffer{}}
+	f := &fleet{src: repotest.New(t), out: &sshdtest.Buffer{}}
 	f.src.Commit(t, "v1", map[string]string{"index.html": "v1\n"})
 	var known []string
 	var authorized []string
@@ -168,7 +168,7 @@ func TestFleetDeployAndAudit(t *testing.T) {
 func TestFleetUnreachableHostChangesNothing(t *testing.T) {
 	f := newFleet(t, 2)
 	opts := f.options()
-	opts.Stage.Hosts = append(opts.Stage.Hosts, "root@"+closedPort(t))
+	opts.Stage.Hosts = append(opts.Stage.Hosts, "root@"+sshdtest.ClosedPort(t))
 	_, err := deploy.Run(context.Background(), opts)
 	if !errors.Is(err, remote.ErrUnreachable) {
 		t.Fatalf("deploy with an unreachable host = %v", err)
@@ -237,7 +237,7 @@ func TestFleetConcurrentDeploys(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			o := opts
-			o.Out = &syncBuffer{}
+			o.Out = &sshdtest.Buffer{}
 			o.Who = fmt.Sprintf("deployer%d@ci", i)
 			_, errs[i] = deploy.Run(context.Background(), o)
 		}()
@@ -279,7 +279,7 @@ func TestFleetInterruptDuringCutover(t *testing.T) {
 	}
 	v2 := f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &sshdtest.Buffer{}
 	opts.Out = out
 	// Cancel (as Ctrl-C does) once the first batch is cutting over.
 	go func() {

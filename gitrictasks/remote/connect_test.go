@@ -128,7 +128,7 @@ Host *
 
 	for _, host := range []string{"target", "target-list"} {
 		t.Run(host, func(t *testing.T) {
-			before := countLines(target.Log(), "Accepted publickey")
+			before := sshdtest.CountLines(target.Log(), "Accepted publickey")
 			var log logs
 			h := mustDial(t, host, remote.Config{SSHConfigFile: cfgFile, Dial: network, Logf: log.logf})
 			if out := output(t, h, `echo "$SSH_CONNECTION"`); !strings.HasSuffix(out, " 127.0.0.3 "+strconv.Itoa(target.Port)) {
@@ -142,7 +142,7 @@ Host *
 			if strings.Join(hops, " ") != "j1 j2 "+host {
 				t.Errorf("hops %q", hops)
 			}
-			if n := countLines(target.Log(), "Accepted publickey") - before; n != 1 {
+			if n := sshdtest.CountLines(target.Log(), "Accepted publickey") - before; n != 1 {
 				t.Errorf("the host saw %d logins for two commands, want 1", n)
 			}
 			if !strings.Contains(log.String(), "jump host 1 of 2, j1") {
@@ -486,9 +486,9 @@ func TestConnectTimeout(t *testing.T) {
 	t.Parallel()
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	dir := t.TempDir()
-	silent := silentListener(t, "tcp", "127.0.0.1:0", "")
-	banner := silentListener(t, "tcp", "127.0.0.1:0", "SSH-2.0-OpenSSH_9.2\r\n")
-	hungAgent := silentListener(t, "unix", filepath.Join(dir, "agent.sock"), "")
+	silent := sshdtest.SilentListener(t, "tcp", "127.0.0.1:0", "")
+	banner := sshdtest.SilentListener(t, "tcp", "127.0.0.1:0", "SSH-2.0-OpenSSH_9.2\r\n")
+	hungAgent := sshdtest.SilentListener(t, "unix", filepath.Join(dir, "agent.sock"), "")
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	cfgFile := writeFile(t, dir, "config", fmt.Sprintf(`
 Host silent

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,14 +29,14 @@ type fixture struct {
 	proxy  *sshdtest.Proxy
 	config string // ssh_config naming the target "target"
 	target string // the repository path on the target
-	out    *syncBuffer
+	out    *sshdtest.Buffer
 }
 
 func newFixture(t *testing.T, extra ...string) *fixture {
 	t.Helper()
 	sshdtest.Require(t)
 	t.Parallel()
-	f := &fixture{src: repotest.New(t), srv: sshdtest.Start(t, sshdtest.Options{}), out: &syncBuffer{}}
+	f := &fixture{src: repotest.New(t), srv: sshdtest.Start(t, sshdtest.Options{}), out: &sshdtest.Buffer{}}
 	f.proxy = sshdtest.StartProxy(t, f.srv.Addr)
 	dir := t.TempDir()
 	f.target = filepath.Join(dir, "app")
@@ -208,7 +206,7 @@ Host *
   GlobalKnownHostsFile none
 `, target.Port, jump.Port, target.User, target.ClientKeyFile, kh))
 	path := filepath.Join(t.TempDir(), "app")
-	out := &syncBuffer{}
+	out := &sshdtest.Buffer{}
 	opts := deploy.Options{
 		Stage:   deploy.Stage{Name: "e2e", Hosts: []string{"app"}, Path: path, Start: "echo started > started.txt"},
 		Dir:     src.Dir,
@@ -226,7 +224,7 @@ Host *
 		t.Errorf("start command output %q", b)
 	}
 	for name, srv := range map[string]*sshdtest.Server{"target": target, "jump host": jump} {
-		if n := countLines(srv.Log(), "Accepted publickey"); n != 1 {
+		if n := sshdtest.CountLines(srv.Log(), "Accepted publickey"); n != 1 {
 			t.Errorf("the %s saw %d logins during one deploy, want 1", name, n)
 		}
 	}
@@ -285,31 +283,4 @@ func writeFile(t *testing.T, dir, name, text string) string {
 
 func authorized(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-}
-
-func countLines(s, sub string) int {
-	n := 0
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			n++
-		}
-	}
-	return n
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
