@@ -190,7 +190,7 @@ func TestNonFastForward(t *testing.T) {
 	f.src.Write(t, map[string]string{"index.html": "amended\n"})
 	f.src.Git(t, "commit", "-q", "-a", "--amend", "-m", "first, amended")
 	amended := f.src.Head(t)
-	before := snapshot(t, f.target)
+	before := repotest.Snapshot(t, f.target)
 	_, err := deploy.Run(context.Background(), opts)
 	var nff *deploy.NonFastForwardError
 	if !errors.As(err, &nff) || !errors.Is(err, deploy.ErrNonFastForward) {
@@ -201,7 +201,7 @@ func TestNonFastForward(t *testing.T) {
 			t.Errorf("the refusal does not say %q: %v", want, err)
 		}
 	}
-	if after := snapshot(t, f.target); after != before {
+	if after := repotest.Snapshot(t, f.target); after != before {
 		t.Errorf("the refused deploy changed the target:\nbefore %s\nafter  %s", before, after)
 	}
 	if b, _ := os.ReadFile(marker); string(b) != "start\n" {
@@ -216,28 +216,6 @@ func TestNonFastForward(t *testing.T) {
 	if got := f.targetFile(t, "index.html"); got != "amended\n" {
 		t.Errorf("index.html = %q", got)
 	}
-}
-
-// snapshot describes what a host's deploy state is: HEAD, branch, status
-// and the working copy's files.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	for _, args := range [][]string{
-		{"rev-parse", "HEAD"}, {"symbolic-ref", "HEAD"}, {"status", "--porcelain", "--ignored"},
-		{"for-each-ref", "--format=%(refname) %(objectname)", "refs/heads"},
-	} {
-		out, _ := repotest.Git(dir, args...)
-		b.WriteString(out + "|")
-	}
-	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() && !strings.Contains(p, "/.git/") {
-			c, _ := os.ReadFile(p)
-			b.WriteString(p + "=" + string(c) + "|")
-		}
-		return nil
-	})
-	return b.String()
 }
 
 func TestStopResetStartOrder(t *testing.T) {

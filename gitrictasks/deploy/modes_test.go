@@ -141,13 +141,13 @@ func TestServerEditsRefused(t *testing.T) {
 	f.deploy(t, opts)
 	os.WriteFile(filepath.Join(f.target, "index.html"), []byte("hotfix on the server\n"), 0o644)
 	f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
-	before := snapshot(t, f.target)
+	before := repotest.Snapshot(t, f.target)
 	_, err := deploy.Run(context.Background(), opts)
 	var se *deploy.ServerEditsError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "index.html") || !strings.Contains(err.Error(), "DiscardEdits") {
 		t.Fatalf("deploy over a server edit = %v", err)
 	}
-	if snapshot(t, f.target) != before {
+	if repotest.Snapshot(t, f.target) != before {
 		t.Errorf("the refused deploy changed the host")
 	}
 	rep, _ := deploy.Status(context.Background(), opts)

@@ -1,11 +1,8 @@
 package localrepo_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,7 +73,7 @@ func push(t *testing.T, r *localrepo.Repo, target *repotest.Repo, commit string)
 	if len(subs) != 2 {
 		t.Fatalf("Submodules(%.7s) = %v, want a and b", commit, subs)
 	}
-	conn, wait := startReceivePack(t, target.Dir)
+	conn, wait := receivePack(t, target.Dir)
 	p, err := receivepack.Start(conn)
 	if err != nil {
 		t.Fatal(err)
@@ -115,29 +112,9 @@ func push(t *testing.T, r *localrepo.Repo, target *repotest.Repo, commit string)
 	return stats
 }
 
-// startReceivePack runs a real git receive-pack on dir.
-func startReceivePack(t *testing.T, dir string) (receivepack.Conn, func() error) {
+// receivePack runs a real git receive-pack on dir.
+func receivePack(t *testing.T, dir string) (receivepack.Conn, func() error) {
 	t.Helper()
-	cmd := exec.Command("git", "receive-pack", dir)
-	cmd.Env = repotest.Env()
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return receivepack.Conn{In: in, Out: out}, func() error {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			return fmt.Errorf("git receive-pack: %v: %s", err, stderr.String())
-		}
-		return nil
-	}
+	in, out, wait := repotest.ReceivePack(t, dir)
+	return receivepack.Conn{In: in, Out: out}, wait
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -15,40 +14,13 @@ import (
 	"github.com/gitric/gitric/gitrictasks/localrepo"
 )
 
-// startLocal runs a real git receive-pack on dir and returns its Conn.
-func startLocal(t *testing.T, dir string) (Conn, func() error) {
-	t.Helper()
-	cmd := exec.Command("git", "receive-pack", dir)
-	cmd.Env = repotest.Env()
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return Conn{In: in, Out: out}, func() error {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			return errors.New(err.Error() + ": " + stderr.String())
-		}
-		return nil
-	}
-}
-
 func push(t *testing.T, src *localrepo.Repo, target string, ref string, rev string) error {
 	t.Helper()
 	c, err := src.Resolve(rev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, wait := startLocal(t, target)
+	conn, wait := receivePack(t, target)
 	p, err := Start(conn)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +73,7 @@ func TestPushRejected(t *testing.T) {
 	target.Commit(t, "other", map[string]string{"b": "1"})
 	c, _ := r.Resolve("HEAD")
 
-	conn, wait := startLocal(t, target.Dir)
+	conn, wait := receivePack(t, target.Dir)
 	p, err := Start(conn)
 	if err != nil {
 		t.Fatal(err)
@@ -116,4 +88,11 @@ func TestPushRejected(t *testing.T) {
 	if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "refs/heads/main") {
 		t.Fatalf("Send with a stale old value = %v, want ErrRejected naming the ref", err)
 	}
+}
+
+// receivePack runs a real git receive-pack on dir.
+func receivePack(t *testing.T, dir string) (Conn, func() error) {
+	t.Helper()
+	in, out, wait := repotest.ReceivePack(t, dir)
+	return Conn{In: in, Out: out}, wait
 }

@@ -96,7 +96,7 @@ func TestCutMidPack(t *testing.T) {
 	f.deploy(t)
 	first := f.src.Head(t)
 	second := f.bigCommit(t, 8<<20)
-	before := snapshot(t, f.target)
+	before := repotest.Snapshot(t, f.target)
 
 	f.proxy.CutAfter(1 << 20)
 	_, err := deploy.Run(context.Background(), f.options())
@@ -148,7 +148,7 @@ func TestSilentNetwork(t *testing.T) {
 			f.deploy(t)
 			first := f.src.Head(t)
 			second := f.bigCommit(t, 8<<20)
-			before := snapshot(t, f.target)
+			before := repotest.Snapshot(t, f.target)
 
 			f.proxy.FreezeAfter(tt.after)
 			_, err := deploy.Run(context.Background(), f.options())
@@ -233,34 +233,12 @@ Host *
 	}
 }
 
-// snapshot is a host's deploy state: HEAD, branch, every ref, status and
-// the working copy's files.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	for _, args := range [][]string{
-		{"rev-parse", "HEAD"}, {"symbolic-ref", "HEAD"}, {"status", "--porcelain", "--ignored"},
-		{"for-each-ref", "--format=%(refname) %(objectname)"},
-	} {
-		out, _ := repotest.Git(dir, args...)
-		b.WriteString(out + "|")
-	}
-	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() && !strings.Contains(p, "/.git/") {
-			c, _ := os.ReadFile(p)
-			b.WriteString(p + "=" + string(c) + "|")
-		}
-		return nil
-	})
-	return b.String()
-}
-
 // waitUnchanged checks that the target is as it was, also a moment
 // later: sshd may still be winding down the cut session.
 func waitUnchanged(t *testing.T, dir, before string) {
 	t.Helper()
 	for range 3 {
-		if after := snapshot(t, dir); after != before {
+		if after := repotest.Snapshot(t, dir); after != before {
 			t.Fatalf("the failed deploy changed the target:\nbefore %s\nafter  %s", before, after)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -5,6 +5,7 @@ package repotest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,4 +185,55 @@ func writeFile(in *bytes.Buffer, i int, body string) {
 // filePath spreads files over a few directories, as real trees are.
 func filePath(i int) string {
 	return fmt.Sprintf("dir%02d/sub%d/file%04d.txt", i%16, i%3, i)
+}
+
+// Snapshot describes a deploy target's whole state: HEAD, its branch,
+// every ref, the status, and each working copy file with its content. Two
+// equal snapshots mean nothing a deploy could change has changed.
+func Snapshot(t testing.TB, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"rev-parse", "HEAD"}, {"symbolic-ref", "HEAD"}, {"status", "--porcelain", "--ignored"},
+		{"for-each-ref", "--format=%(refname) %(objectname)"},
+	} {
+		out, _ := Git(dir, args...)
+		b.WriteString(out + "|")
+	}
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && !strings.Contains(p, "/.git/") {
+			c, _ := os.ReadFile(p)
+			b.WriteString(p + "=" + string(c) + "|")
+		}
+		return nil
+	})
+	return b.String()
+}
+
+// ReceivePack starts a real git receive-pack on dir. Write the push to in,
+// read its answers from out; wait closes in and waits for it to end.
+func ReceivePack(t testing.TB, dir string) (in io.WriteCloser, out io.Reader, wait func() error) {
+	t.Helper()
+	cmd := exec.Command("git", "receive-pack", dir)
+	cmd.Env = Env()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return in, out, func() error {
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("git receive-pack: %v: %s", err, stderr.String())
+		}
+		return nil
+	}
 }
