@@ -80,6 +80,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	d.con.Printf("deploying %s to %s: %d host(s), %s", commit, d.opts.Stage.Name, len(d.hosts), d.opts.Stage.Path)
+	d.packs = &packs{share: len(d.hosts) > 1, parts: func(haves []plumbing.Hash) []localrepo.PackPart {
+		parts := []localrepo.PackPart{{Repo: d.repo, Want: d.commit.Hash, Haves: haves}}
+		for i, sub := range d.subs {
+			parts = append(parts, localrepo.PackPart{Repo: d.subRepos[i], Want: sub.Commit, Haves: haves})
+		}
+		return parts
+	}}
+	defer d.packs.remove()
 	return d.run(ctx)
 }
 
@@ -169,9 +177,7 @@ type deployment struct {
 	con      *console.Console
 	hosts    []*hostDeploy
 	started  time.Time
-	// packMu serialises pack writing: go-git's object store is read by one
-	// goroutine at a time.
-	packMu sync.Mutex
+	packs    *packs
 }
 
 type hostDeploy struct {
@@ -431,13 +437,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		targets = append(targets, refTarget{"refs/gitric/submodule/" + sub.Commit.String(), sub.Commit})
 	}
 	stats, err := sess.push(ctx, targets, st.head, func(w io.Writer, haves []plumbing.Hash) (int, int, error) {
-		d.packMu.Lock()
-		defer d.packMu.Unlock()
-		parts := []localrepo.PackPart{{Repo: d.repo, Want: d.commit.Hash, Haves: haves}}
-		for i, sub := range d.subs {
-			parts = append(parts, localrepo.PackPart{Repo: d.subRepos[i], Want: sub.Commit, Haves: haves})
-		}
-		ps, err := localrepo.WritePacks(ctx, w, parts)
+		ps, err := d.packs.write(ctx, w, haves)
 		return ps.Commits, ps.Objects, err
 	}, progress)
 	if err != nil {
