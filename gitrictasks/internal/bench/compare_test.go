@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -34,6 +35,12 @@ const (
 type sample struct {
 	elapsed time.Duration
 	rssKiB  int64 // peak RSS of the measured process; 0 when unknown
+	// cpu is the user and system CPU time of the measured processes and
+	// the children they waited for: the local side's work.
+	cpu time.Duration
+	// hostCPU is the same for the hosts' sshd and what they ran, where a
+	// benchmark measures it; negative when unknown.
+	hostCPU time.Duration
 	out     string
 }
 
@@ -80,15 +87,15 @@ type bench struct {
 	gitricEnv []string
 	// mage is the compiled bench magefile.
 	mage string
-	// sshOpts are the OpenSSH client's options for the CLI chain.
-	sshOpts []string
+	// chain is the CLI chain, with the OpenSSH client's options.
+	chain cliChain
 }
 
 func TestCompare(t *testing.T) {
 	if os.Getenv("GITRIC_BENCH") != "1" {
 		t.Skip("benchmark: set GITRIC_BENCH=1 to run it")
 	}
-	runs := benchRuns(t)
+	runs := benchRuns(t, defaultRuns)
 	sshdtest.Require(t)
 
 	b := &bench{mage: compileMage(t), dir: t.TempDir()}
@@ -96,25 +103,13 @@ func TestCompare(t *testing.T) {
 	b.repo = repotest.New(t)
 	b.repo.History(t, historyCommits, historyFiles)
 
-	for _, kv := range repotest.Env() {
-		if !strings.HasPrefix(kv, "SSH_AUTH_SOCK=") {
-			b.env = append(b.env, kv)
-		}
-	}
+	b.env = benchEnv()
 	b.gitricEnv = append(slices.Clip(b.env),
 		"GITRIC_HOSTS="+b.srv.User+"@"+b.srv.Addr,
 		"GITRIC_IDENTITY="+b.srv.ClientKeyFile,
 		"GITRIC_KNOWN_HOSTS="+b.srv.KnownHostsFile,
 	)
-	b.sshOpts = []string{
-		"-i", b.srv.ClientKeyFile,
-		"-o", "IdentitiesOnly=yes",
-		"-o", "UserKnownHostsFile=" + b.srv.KnownHostsFile,
-		"-o", "StrictHostKeyChecking=yes",
-		"-o", "BatchMode=yes",
-		"-o", "ControlMaster=no",
-		"-o", "ControlPath=none",
-	}
+	b.chain = newCLIChain(b.env, b.repo.Dir, b.srv.ClientKeyFile, b.srv.KnownHostsFile)
 	b.tools = [2]tool{
 		{name: "gitric", rssOf: "gitric", logins: 1, deploy: b.gitric},
 		{name: "CLI", rssOf: "git push", logins: 3, deploy: b.cli},
@@ -142,13 +137,7 @@ func TestCompare(t *testing.T) {
 		goal: 0.4,
 		next: func(t *testing.T) string {
 			n++
-			old, err := os.ReadFile(filepath.Join(b.repo.Dir, changed))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b.repo.Commit(t, fmt.Sprintf("bench: incremental %d", n), map[string]string{
-				changed: string(old) + fmt.Sprintf("incremental change %d\n", n),
-			})
+			return appendCommit(t, b.repo, changed, fmt.Sprintf("bench: incremental %d", n))
 		},
 	})
 
@@ -162,24 +151,80 @@ func TestCompare(t *testing.T) {
 		sshVersion: commandOutput("ssh", "-V"),
 		gitVersion: commandOutput("git", "--version"),
 	}
-	text := rep.text()
-	t.Logf("\n%s", text)
-	fmt.Printf("\n%s\n", text)
-	if out := os.Getenv("GITRIC_BENCH_OUT"); out != "" {
-		if err := os.WriteFile(out, []byte(rep.markdown()), 0o644); err != nil {
-			t.Fatalf("GITRIC_BENCH_OUT: %v", err)
-		}
-		abs, _ := filepath.Abs(out)
-		t.Logf("wrote %s", abs)
-	}
+	publish(t, rep.text(), rep.markdown())
 }
 
-// benchRuns is GITRIC_BENCH_RUNS, or defaultRuns.
-func benchRuns(t *testing.T) int {
+// benchEnv is the environment of every command: repotest's git settings
+// and no ssh-agent, so that both tools log in with the key they are given.
+func benchEnv() []string {
+	var env []string
+	for _, kv := range repotest.Env() {
+		if !strings.HasPrefix(kv, "SSH_AUTH_SOCK=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// outMu guards outWritten.
+var outMu sync.Mutex
+
+// outWritten says whether this test process has written GITRIC_BENCH_OUT
+// yet.
+var outWritten bool
+
+// publish prints a finished table (text) to the test log and standard
+// output, and adds it as Markdown (md) to the file GITRIC_BENCH_OUT names,
+// if any: the first table of a test process replaces the file, later ones
+// are appended, so that one go test run leaves all of its tables in it.
+func publish(t *testing.T, text, md string) {
+	t.Helper()
+	t.Logf("\n%s", text)
+	fmt.Printf("\n%s\n", text)
+	out := os.Getenv("GITRIC_BENCH_OUT")
+	if out == "" {
+		return
+	}
+	outMu.Lock()
+	defer outMu.Unlock()
+	flag := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	if !outWritten {
+		flag |= os.O_TRUNC
+	} else {
+		md = "\n" + md
+	}
+	f, err := os.OpenFile(out, flag, 0o644)
+	if err == nil {
+		_, err = f.WriteString(md)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatalf("GITRIC_BENCH_OUT: %v", err)
+	}
+	outWritten = true
+	abs, _ := filepath.Abs(out)
+	t.Logf("wrote %s", abs)
+}
+
+// appendCommit commits a change to one existing file of repo, adding msg
+// (the commit's message) as a line at its end, and returns the commit.
+func appendCommit(t *testing.T, repo *repotest.Repo, file, msg string) string {
+	t.Helper()
+	old, err := os.ReadFile(filepath.Join(repo.Dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo.Commit(t, msg, map[string]string{file: string(old) + msg + "\n"})
+}
+
+// benchRuns is GITRIC_BENCH_RUNS, or def when it is not set.
+func benchRuns(t *testing.T, def int) int {
 	t.Helper()
 	v := os.Getenv("GITRIC_BENCH_RUNS")
 	if v == "" {
-		return defaultRuns
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
@@ -243,18 +288,18 @@ func (b *bench) measure(t *testing.T, runs int, sc scenario) result {
 // the deploy logged in as often as it should have.
 func (b *bench) deploy(t *testing.T, tl tool, target, sha string) sample {
 	t.Helper()
-	before := b.logins()
+	before := logins(b.srv)
 	s := tl.deploy(t, target, sha)
-	b.verify(t, tl.name, target, sha)
-	if n := b.logins() - before; n != tl.logins {
+	verify(t, b.repo.Dir, tl.name, target, sha)
+	if n := logins(b.srv) - before; n != tl.logins {
 		t.Fatalf("%s: deploying %s took %d SSH logins, want %d\n%s", tl.name, sha[:7], n, tl.logins, s.out)
 	}
 	return s
 }
 
-// logins counts the logins in sshd's log so far.
-func (b *bench) logins() int {
-	return strings.Count(b.srv.Log(), "Accepted publickey for ")
+// logins counts the logins in srv's log so far.
+func logins(srv *sshdtest.Server) int {
+	return strings.Count(srv.Log(), "Accepted publickey for ")
 }
 
 // gitric deploys HEAD, which must be sha, into target the way a user does:
@@ -264,42 +309,88 @@ func (b *bench) gitric(t *testing.T, target, sha string) sample {
 	if head := b.repo.Head(t); head != sha {
 		t.Fatalf("gitric deploys HEAD (%s), not %s", head, sha)
 	}
-	cmd := exec.CommandContext(t.Context(), b.mage, "prod", "deploy")
-	cmd.Dir = b.repo.Dir
-	cmd.Env = append(slices.Clip(b.gitricEnv), "GITRIC_BENCH_PATH="+target)
+	return runMage(t, b.mage, b.repo.Dir, append(slices.Clip(b.gitricEnv), "GITRIC_BENCH_PATH="+target), "prod", "deploy")
+}
+
+// runMage runs the compiled bench magefile mage with args (targets) in
+// dir with the environment env, and times it; a failure fails the test.
+func runMage(t *testing.T, mage, dir string, env []string, args ...string) sample {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), mage, args...)
+	cmd.Dir = dir
+	cmd.Env = env
 	start := time.Now()
 	out := run(t, cmd)
 	elapsed := time.Since(start)
 	rss, _ := peakRSSKiB(cmd.ProcessState)
-	return sample{elapsed: elapsed, rssKiB: rss, out: out}
+	return sample{elapsed: elapsed, rssKiB: rss, cpu: cpuTime(cmd), out: out}
 }
 
-// cli deploys sha into target with the OpenSSH and git command lines: one
-// ssh to create the repository, git push over ssh, one ssh to reset the
-// working copy.
+// cli deploys sha into target on the test's sshd with the CLI chain.
 func (b *bench) cli(t *testing.T, target, sha string) sample {
 	t.Helper()
+	return b.chain.deploy(t, b.srv, target, sha)
+}
+
+// cliChain deploys with the OpenSSH and git command lines, from a local
+// repository, with a given key and known_hosts.
+type cliChain struct {
+	env  []string // every command's environment
+	repo string   // the local repository
+	opts []string // the OpenSSH client's options
+}
+
+// newCLIChain is the chain from the repository in dir, logging in with
+// the private key file key and trusting the hosts in knownHosts only; no
+// ssh-agent and no connection sharing.
+func newCLIChain(env []string, dir, key, knownHosts string) cliChain {
+	return cliChain{env: env, repo: dir, opts: []string{
+		"-i", key,
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + knownHosts,
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes",
+		"-o", "ControlMaster=no",
+		"-o", "ControlPath=none",
+	}}
+}
+
+// deploy deploys sha into target (an absolute path) on srv: one ssh to
+// create the repository, git push over ssh, one ssh to reset the working
+// copy.
+func (c cliChain) deploy(t *testing.T, srv *sshdtest.Server, target, sha string) sample {
+	t.Helper()
 	q := shell.Quote(target)
-	prepare := b.ssh(t, "mkdir -p "+q+" && cd "+q+" && { [ -d .git ] || { git init -q && git config receive.denyCurrentBranch ignore; }; }")
-	url := "ssh://" + b.srv.User + "@" + b.srv.Host + ":" + strconv.Itoa(b.srv.Port) + target
+	prepare := c.ssh(t, srv, "mkdir -p "+q+" && cd "+q+" && { [ -d .git ] || { git init -q && git config receive.denyCurrentBranch ignore; }; }")
+	url := "ssh://" + srv.User + "@" + srv.Host + ":" + strconv.Itoa(srv.Port) + target
 	push := exec.CommandContext(t.Context(), "git", "push", "-q", url, sha+":refs/heads/main")
-	push.Dir = b.repo.Dir
-	push.Env = append(slices.Clip(b.env), "GIT_SSH_COMMAND=ssh "+shell.Join(b.sshOpts...))
-	reset := b.ssh(t, "cd "+q+" && git reset -q --hard "+shell.Quote(sha))
+	push.Dir = c.repo
+	push.Env = append(slices.Clip(c.env), "GIT_SSH_COMMAND=ssh "+shell.Join(c.opts...))
+	reset := c.ssh(t, srv, "cd "+q+" && git reset -q --hard "+shell.Quote(sha))
 
 	start := time.Now()
 	out := run(t, prepare) + run(t, push) + run(t, reset)
 	elapsed := time.Since(start)
 	rss, _ := peakRSSKiB(push.ProcessState)
-	return sample{elapsed: elapsed, rssKiB: rss, out: out}
+	return sample{elapsed: elapsed, rssKiB: rss, cpu: cpuTime(prepare, push, reset), out: out}
 }
 
-// ssh is the OpenSSH client running remote on the test's sshd.
-func (b *bench) ssh(t *testing.T, remote string) *exec.Cmd {
+// cpuTime is the user and system CPU time of exited commands, with the
+// children they waited for.
+func cpuTime(cmds ...*exec.Cmd) time.Duration {
+	var d time.Duration
+	for _, c := range cmds {
+		d += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+	}
+	return d
+}
+
+// ssh is the OpenSSH client running remote on srv.
+func (c cliChain) ssh(t *testing.T, srv *sshdtest.Server, remote string) *exec.Cmd {
 	t.Helper()
-	args := append(slices.Clip(b.sshOpts), "-p", strconv.Itoa(b.srv.Port), b.srv.User+"@"+b.srv.Host, remote)
+	args := append(slices.Clip(c.opts), "-p", strconv.Itoa(srv.Port), srv.User+"@"+srv.Host, remote)
 	cmd := exec.CommandContext(t.Context(), "ssh", args...)
-	cmd.Env = b.env
+	cmd.Env = c.env
 	return cmd
 }
 
@@ -316,8 +407,9 @@ func run(t *testing.T, cmd *exec.Cmd) string {
 }
 
 // verify fails the test unless target's HEAD is sha and every file that sha
-// changes has sha's content in target's working copy.
-func (b *bench) verify(t *testing.T, who, target, sha string) {
+// changes has the content it has in the repository in dir (the local one)
+// in target's working copy.
+func verify(t *testing.T, dir, who, target, sha string) {
 	t.Helper()
 	head, err := repotest.Git(target, "rev-parse", "HEAD")
 	if err != nil {
@@ -326,12 +418,15 @@ func (b *bench) verify(t *testing.T, who, target, sha string) {
 	if head != sha {
 		t.Fatalf("%s: target %s is on %s after deploying %s", who, target, head, sha)
 	}
-	paths := strings.Fields(b.repo.Git(t, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", sha))
-	if len(paths) == 0 {
+	paths, err := repotest.Git(dir, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paths == "" {
 		t.Fatalf("commit %s changes no file: nothing to check", sha)
 	}
-	for _, p := range paths {
-		want := blob(t, b.repo.Dir, sha, p)
+	for _, p := range strings.Fields(paths) {
+		want := blob(t, dir, sha, p)
 		got, err := os.ReadFile(filepath.Join(target, p))
 		if err != nil {
 			t.Fatalf("%s: working copy of %s: %v", who, target, err)
@@ -437,14 +532,10 @@ func (r report) table() [][]string {
 	for _, res := range r.results {
 		gs, cs := res.samples[0], res.samples[1]
 		ratio := float64(medianElapsed(gs)) / float64(medianElapsed(cs))
-		verdict := "MISS"
-		if ratio <= res.goal {
-			verdict = "PASS"
-		}
 		rows = append(rows, []string{
 			res.scenario,
 			ms(medianElapsed(gs)), ms(medianElapsed(cs)),
-			fmt.Sprintf("%.2f", ratio), fmt.Sprintf("<= %.1f %s", res.goal, verdict),
+			fmt.Sprintf("%.2f", ratio), goal(ratio, res.goal),
 			mib(medianRSS(gs)), mib(medianRSS(cs)),
 			spread(gs), spread(cs),
 		})
@@ -466,33 +557,52 @@ func (r report) notes() []string {
 	}
 }
 
-func (r report) text() string {
+func (r report) text() string { return textTable(r.table(), r.notes()) }
+
+func (r report) markdown() string {
+	return markdownTable("gitric vs OpenSSH + git CLI", r.table(), r.notes())
+}
+
+// textTable is rows (the first is the header) in aligned columns, then
+// the notes, one a line.
+func textTable(rows [][]string, notes []string) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	for _, row := range r.table() {
+	for _, row := range rows {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	_ = tw.Flush()
-	for _, n := range r.notes() {
+	for _, n := range notes {
 		b.WriteString(n + "\n")
 	}
 	return b.String()
 }
 
-func (r report) markdown() string {
+// markdownTable is a section with a title, rows (the first is the header)
+// as a Markdown table, and the notes as a list.
+func markdownTable(title string, rows [][]string, notes []string) string {
 	var b strings.Builder
-	b.WriteString("# gitric vs OpenSSH + git CLI\n\n")
-	for i, row := range r.table() {
+	b.WriteString("# " + title + "\n\n")
+	for i, row := range rows {
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 		if i == 0 {
 			b.WriteString("|" + strings.Repeat(" --- |", len(row)) + "\n")
 		}
 	}
 	b.WriteString("\n")
-	for _, n := range r.notes() {
+	for _, n := range notes {
 		b.WriteString("- " + n + "\n")
 	}
 	return b.String()
+}
+
+// goal is the target "<= limit" for a ratio, with PASS or MISS.
+func goal(ratio, limit float64) string {
+	verdict := "MISS"
+	if ratio <= limit {
+		verdict = "PASS"
+	}
+	return fmt.Sprintf("<= %.2g %s", limit, verdict)
 }
 
 func medianElapsed(s []sample) time.Duration {
