@@ -181,13 +181,15 @@ type deployment struct {
 }
 
 type hostDeploy struct {
-	mu    sync.Mutex // guards sess, which phase one may end on cancellation
-	addr  remote.Address
-	log   *console.Writer
-	conn  *remote.Host
-	sess  *session
-	state hostState
-	res   HostResult
+	mu      sync.Mutex // guards sess, which phase one may end on cancellation
+	addr    remote.Address
+	log     *console.Writer
+	dialed  chan struct{} // closed when conn or dialErr is set
+	dialErr error
+	conn    *remote.Host
+	sess    *session
+	state   hostState
+	res     HostResult
 }
 
 func (d *deployment) run(ctx context.Context) (*Result, error) {
@@ -217,6 +219,9 @@ func (d *deployment) close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if h.dialed != nil {
+				<-h.dialed
+			}
 			if h.sess != nil {
 				_ = h.sess.wait()
 			}
@@ -245,9 +250,11 @@ func (d *deployment) seedAll(ctx context.Context) error {
 			}
 		}
 	})()
-	// The first host's lock is taken before any other host is contacted:
-	// of two deploys started at once, the one that loses there is refused
-	// before it changes anything anywhere, and the winner goes on.
+	// Connections are set up all at once; the scripts, which take the
+	// locks, start on the first host before any other: of two deploys
+	// started at once, the one that loses there is refused before it
+	// changes anything anywhere, and the winner goes on.
+	d.dialAll(ctx)
 	first := d.hosts[0]
 	if first.res.Err = d.open(ctx, first); first.res.Err != nil {
 		d.each(func(h *hostDeploy) {
@@ -348,19 +355,44 @@ func hashString(h plumbing.Hash) string {
 	return h.String()
 }
 
+// dialAll connects to every host in the background, opts.Parallel at a
+// time; open waits for its host's connection.
+func (d *deployment) dialAll(ctx context.Context) {
+	sem := make(chan struct{}, d.opts.Parallel)
+	for _, h := range d.hosts {
+		h.dialed = make(chan struct{})
+		go func() {
+			defer close(h.dialed)
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				h.dialErr = &HostError{Host: h.addr.Name(), Step: "connect", Err: fmt.Errorf("%w before this host was reached", ErrInterrupted)}
+				return
+			}
+			sshCfg := d.opts.SSH
+			if d.opts.Verbose {
+				sshCfg.Logf = func(format string, args ...any) { h.log.Printf(format, args...) }
+			}
+			conn, err := remote.Dial(ctx, h.addr, sshCfg)
+			if err != nil {
+				h.dialErr = &HostError{Host: h.addr.Name(), Step: "connect", Err: err}
+				return
+			}
+			h.conn = conn
+		}()
+	}
+}
+
 // open connects to the host and starts its script, which takes the lock
 // and reports the host's state.
 func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	name := h.addr.Name()
-	sshCfg := d.opts.SSH
-	if d.opts.Verbose {
-		sshCfg.Logf = func(format string, args ...any) { h.log.Printf(format, args...) }
+	<-h.dialed
+	if h.dialErr != nil {
+		return h.dialErr
 	}
-	conn, err := remote.Dial(ctx, h.addr, sshCfg)
-	if err != nil {
-		return &HostError{Host: name, Step: "connect", Err: err}
-	}
-	h.conn = conn
+	conn := h.conn
 	st := d.opts.Stage
 	vars := scriptVars{
 		Path: st.Path, Stop: st.Stop, Start: st.Start, Check: st.Check,
@@ -368,6 +400,7 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 		CheckWait: d.opts.CheckTimeout,
 		Lock:      fmt.Sprintf("%s since %s (%s %s)", d.opts.Who, time.Now().UTC().Format(time.RFC3339), d.action, d.commitName()),
 		Push:      d.action == ActionDeploy,
+		Audit:     d.action == ActionRollback,
 	}
 	// The script's session outlives a cancelled ctx: a cutover under way
 	// must finish. Phase one ends the scripts itself on cancellation.

@@ -12,6 +12,7 @@
 #   CHECKWAIT            seconds the check may take to pass
 #   LOCK   lock owner description; empty: take no lock
 #   PUSH   1: run git receive-pack for the seed; 0: no push (rollback)
+#   AUDIT  1: report the audit log's last lines (rollback needs them)
 #   SUBMODULES  1: check out the submodules recorded in each deployed tree
 #   colorenv()           exports a colour's settings (bluegreen)
 # Standard output carries only the protocol: "$T word args" lines, and git
@@ -23,19 +24,19 @@ case $P in /*) ;; *) cd "${HOME:-.}" 2>/dev/null || true ;; esac
 trap : PIPE
 say() { printf '%s %s\n' "$T" "$*"; }
 die() { printf 'gitric: %s\n' "$2" >&2; say error "$1"; exit 1; }
-me=$(id -un)
+me() { id -un; }
 
 command -v git >/dev/null 2>&1 || die nogit "git is not installed on this host, or not on the PATH of a non-interactive ssh login (install it: apt-get install git)"
 if [ ! -d "$P" ]; then
-	mkdir -p -- "$P" 2>/dev/null || die path "cannot create $P as $me: permission denied or a file is in the way; create it with the right owner, or choose another path"
+	mkdir -p -- "$P" 2>/dev/null || die path "cannot create $P as $(me): permission denied or a file is in the way; create it with the right owner, or choose another path"
 fi
-cd -- "$P" 2>/dev/null || die path "cannot enter $P as $me"
+cd -- "$P" 2>/dev/null || die path "cannot enter $P as $(me)"
 P=$PWD
 empty() { [ -z "$(ls -A)" ] || die path "$P is not empty and is not a gitric $MODE root; gitric will not take it over: empty it or choose another path"; }
 case $MODE in
 inplace)
-	if [ "$(git rev-parse --git-dir 2>/dev/null)" != .git ]; then
-		[ -w . ] || die path "$P is not writable by $me: give that user the directory, or choose another path"
+	if [ ! -f .git/HEAD ]; then
+		[ -w . ] || die path "$P is not writable by $(me): give that user the directory, or choose another path"
 		empty
 		{ git -c init.defaultBranch=main init -q . && git config receive.denyCurrentBranch ignore; } >&2 || die init "git init failed in $P"
 	fi
@@ -43,7 +44,7 @@ inplace)
 	;;
 release | bluegreen)
 	if [ ! -d repo ]; then
-		[ -w . ] || die path "$P is not writable by $me: give that user the directory, or choose another path"
+		[ -w . ] || die path "$P is not writable by $(me): give that user the directory, or choose another path"
 		empty
 		git -c init.defaultBranch=main init -q --bare repo >&2 || die init "git init failed in $P/repo"
 	fi
@@ -53,7 +54,7 @@ release | bluegreen)
 *) die proto "unknown mode $MODE" ;;
 esac
 G=$R/gitric
-mkdir -p "$G" 2>/dev/null || die path "$R is not writable by $me"
+[ -d "$G" ] || mkdir -p "$G" 2>/dev/null || die path "$R is not writable by $(me)"
 
 locked=
 if [ -n "$LOCK" ]; then
@@ -67,7 +68,7 @@ if [ -n "$LOCK" ]; then
 	fi
 fi
 
-if [ -f "$G/audit.log" ]; then
+if [ "$AUDIT" = 1 ] && [ -f "$G/audit.log" ]; then
 	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
 fi
 headof() { git -C "$1" rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null || echo none; }
@@ -75,7 +76,11 @@ head=none
 [ ! -d "$W" ] || head=$(headof "$W")
 say head "$head"
 if [ "$head" != none ]; then
-	git -C "$W" status --porcelain --untracked-files=no 2>/dev/null | head -n 20 | while IFS= read -r line; do say changed "$line"; done
+	n=0
+	git -C "$W" status --porcelain --untracked-files=no 2>/dev/null | while IFS= read -r line; do
+		n=$((n + 1))
+		[ $n -gt 20 ] || say changed "$line"
+	done
 fi
 say modified
 
@@ -84,9 +89,9 @@ if [ -z "$locked" ] && [ "$PUSH" = 1 ]; then
 	say seeded
 fi
 
-# run CMD DIR [COLOR]: a service command in a working copy.
+# run CMD DIR [COLOR]: a service command in a working copy, in a subshell.
 run() {
-	(cd "$2" && { [ -z "${3:-}" ] || colorenv "$3"; } && sh -c "$1") >&2 </dev/null
+	(cd "$2" && { [ -z "${3:-}" ] || colorenv "$3"; } && eval "$1") >&2 </dev/null
 }
 
 # submodules DIR: check out the submodules DIR's commit records, at the
@@ -154,9 +159,8 @@ cutover_inplace() {
 	else
 		say stopped -
 	fi
-	git reset -q --hard "$1" >&2 </dev/null && submodules "$P" >&2 </dev/null
+	git reset --hard "$1" >&2 </dev/null && submodules "$P" >&2 </dev/null
 	r=$?
-	[ $r -ne 0 ] || git --no-pager log -1 --format='HEAD is now at %h %s' >&2
 	say reset $r
 	s=0
 	[ -z "$START" ] || { run "$START" .; s=$?; }
@@ -193,11 +197,11 @@ cutover_release() {
 	fi
 	swaplink current "$rel"
 	r=$?
-	[ $r -ne 0 ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
 	say reset $r
 	s=0
 	[ -z "$START" ] || { run "$START" current; s=$?; }
 	say started $s
+	[ $r -ne 0 ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
 	check $((r + s)) current
 	# Keep the newest KEEP releases, and always the live and previous ones.
 	ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort -r | tail -n +$((KEEP + 1)) | while IFS= read -r old; do
@@ -232,11 +236,11 @@ cutover_bluegreen() {
 	fi
 	git -C next reset -q --hard "$1" >&2 </dev/null && submodules "$P/$color" >&2 </dev/null
 	r=$?
-	[ $r -ne 0 ] || printf 'next (%s) is now at %s; live is %s\n' "$color" "$(git -C next --no-pager log -1 --format='%h %s')" "$(basename "$(readlink live)")" >&2
 	say reset $r
 	s=0
 	[ -z "$START" ] || { run "$START" next "$color"; s=$?; }
 	say started $s
+	[ $r -ne 0 ] || printf 'next (%s) is now at %s; live is %s\n' "$color" "$(git -C next --no-pager log -1 --format='%h %s')" "$(basename "$(readlink live)")" >&2
 	check $((r + s)) next "$color"
 }
 

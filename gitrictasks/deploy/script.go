@@ -45,6 +45,7 @@ type scriptVars struct {
 	CheckWait                time.Duration
 	Lock                     string // owner description; empty: no lock
 	Push                     bool
+	Audit                    bool // report the audit log
 	Colors                   map[string]map[string]string
 	Sudo                     string
 	Submodules               bool
@@ -58,18 +59,16 @@ func (v scriptVars) command(token, body string) string {
 	if path == "~" {
 		path = "."
 	}
-	push := "0"
-	if v.Push {
-		push = "1"
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
 	}
 	wait := int((v.CheckWait + time.Second - 1) / time.Second)
 	mode := v.Mode
 	if mode == "" {
 		mode = ModeInPlace
-	}
-	subs := "0"
-	if v.Submodules {
-		subs = "1"
 	}
 	// colorenv exports a colour's settings for its service commands.
 	colorenv := "colorenv() { export GITRIC_COLOR=\"$1\"; case $1 in"
@@ -98,8 +97,9 @@ func (v scriptVars) command(token, body string) string {
 		"CHECK=" + shell.Quote(v.Check),
 		"CHECKWAIT=" + strconv.Itoa(wait),
 		"LOCK=" + shell.Quote(v.Lock),
-		"PUSH=" + push,
-		"SUBMODULES=" + subs,
+		"PUSH=" + flag(v.Push),
+		"AUDIT=" + flag(v.Audit),
+		"SUBMODULES=" + flag(v.Submodules),
 	}, " ") + "\n" + colorenv + "\n" + body
 	if v.Sudo != "" {
 		// -n: fail rather than ask for a password; -H: the user's home.

@@ -14,7 +14,7 @@ import (
 	"github.com/gitric/gitric/gitrictasks/remote"
 )
 
-// TestConnectionSetupFigures measures what one host costs to set up:
+// TestCompareConnectionSetup measures what one host costs to set up:
 // dial, handshake, host key check, authentication and a first command
 // (true), for gitric (remote.Dial) and for OpenSSH (ssh -F config host
 // true, BatchMode) against the same loopback sshd, with the same
@@ -25,7 +25,7 @@ import (
 // runs (default 9). Two servers are measured: one whose sessions start
 // bash without the login user's ~/.bashrc (the connection's own cost),
 // and one with the login shell as configured.
-func TestConnectionSetupFigures(t *testing.T) {
+func TestCompareConnectionSetup(t *testing.T) {
 	if os.Getenv("GITRIC_BENCH") != "1" {
 		t.Skip("set GITRIC_BENCH=1 to measure connection setup")
 	}

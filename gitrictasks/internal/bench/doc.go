@@ -1,14 +1,22 @@
-// Package bench holds gitric's side-by-side benchmark against the plain
-// OpenSSH and git command line doing the same work: push a commit to a
-// repository on a host over SSH, then reset that host's working copy to it.
+// Package bench holds gitric's side-by-side benchmarks against the plain
+// OpenSSH and git command line doing the same work, on real OpenSSH sshd
+// servers on the loopback interface:
 //
-// The benchmark is a test that only runs when asked to, against a real
-// OpenSSH sshd on the loopback interface:
+//   - TestCompare: an incremental deploy (one new commit on a 1000-commit
+//     history) and a first deploy of that whole history, gitric vs ssh +
+//     git push + ssh.
+//   - TestCompareFleet: one new commit to 1, 4 and 8 hosts, and the same 8
+//     hosts done host after host with the CLI chain.
+//   - TestCompareDowntime: the downtime window (stop to start) of an
+//     in-place reset vs release mode, 5,000 files with 500 changed.
 //
-//	GITRIC_BENCH=1 go test ./gitrictasks/internal/bench/ -run TestCompare -count=1 -v
+// They run only when asked to, and never fail on timing:
 //
-// GITRIC_BENCH_RUNS sets the number of timed runs per tool and scenario
-// (default 7), GITRIC_BENCH_OUT names a file to write the results to as
+//	go tool mage bench
+//	GITRIC_BENCH=1 go test ./gitrictasks/... -run '^TestCompare' -count=1 -v
+//
+// GITRIC_BENCH_RUNS sets the number of timed runs per tool and scenario,
+// GITRIC_BENCH_OUT names a file that collects every table of the run as
 // Markdown (a relative name is relative to this directory), and
 // GITRIC_BENCH_VERBOSE=1 logs every run. gitric is timed as a user runs
 // it: a mage binary compiled from the magefile in the magefile directory,
