@@ -116,22 +116,16 @@ var current = &state{stages: map[string]StageConfig{}}
 // SetStage defines (or redefines) a stage. Call it from your magefile's
 // init. A stage named "prod" is what the Prod target selects; "local"
 // customises Local (its hosts are ignored).
-func SetStage(name string, s StageConfig) {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	s.Name = name
-	current.stages[name] = s
+func SetStage(name string, stage StageConfig) {
+	stage.Name = name
+	update(func(s *state) { s.stages[name] = stage })
 }
 
 // Configure sets what applies to every stage: how to connect (known_hosts,
 // identities, timeouts), seeding concurrency, cutover batches. Call it from
 // your magefile's init; the GITRIC_* environment variables still take
 // precedence.
-func Configure(s Settings) {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.settings = s
-}
+func Configure(settings Settings) { update(func(s *state) { s.settings = settings }) }
 
 // Prod selects the production stage: the hosts the magefile names for "prod" (or GITRIC_HOSTS).
 func Prod() { selectStage("prod") }
@@ -140,56 +134,28 @@ func Prod() { selectStage("prod") }
 func Stage(name string) { selectStage(name) }
 
 // Only limits the call to the hosts of one role of the stage: mage prod only web deploy.
-func Only(role string) {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.role = role
-}
+func Only(role string) { update(func(s *state) { s.role = role }) }
 
 // Local selects the embedded local host: an SSH server on 127.0.0.1 that deploys into .gitric/local.
 func Local() { selectStage(LocalStage) }
 
 // AllowDirty allows pushing even when the working copy is dirty.
-func AllowDirty() {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.allowDirty = true
-}
+func AllowDirty() { update(func(s *state) { s.allowDirty = true }) }
 
 // ForcePush allows pushing even when history will be lost.
-func ForcePush() {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.forcePush = true
-}
+func ForcePush() { update(func(s *state) { s.forcePush = true }) }
 
 // IgnoreUntracked leaves untracked files out of the dirty check (ignored files always are).
-func IgnoreUntracked() {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.ignoreUntracked = true
-}
+func IgnoreUntracked() { update(func(s *state) { s.ignoreUntracked = true }) }
 
 // DiscardEdits deploys even over working copies that someone edited on the hosts (their edits are lost).
-func DiscardEdits() {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.discardEdits = true
-}
+func DiscardEdits() { update(func(s *state) { s.discardEdits = true }) }
 
 // AcceptNew trusts hosts that known_hosts does not list yet and records their keys; a changed key is still refused.
-func AcceptNew() {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.acceptNew = true
-}
+func AcceptNew() { update(func(s *state) { s.acceptNew = true }) }
 
 // Ref deploys the given branch, tag or commit instead of HEAD: mage ref v1.2.0 prod deploy.
-func Ref(ref string) {
-	current.mu.Lock()
-	defer current.mu.Unlock()
-	current.rev = ref
-}
+func Ref(ref string) { update(func(s *state) { s.rev = ref }) }
 
 // Deploy deploys the commit to every host of the chosen stage: seed all, then stop, reset --hard, start in batches.
 func Deploy(ctx context.Context) error {
@@ -243,10 +209,13 @@ func withOptions(ctx context.Context, fn func(context.Context, deploy.Options) e
 	return fn(ctx, opts)
 }
 
-func selectStage(name string) {
+func selectStage(name string) { update(func(s *state) { s.stage = name }) }
+
+// update changes the shared state under its lock.
+func update(fn func(s *state)) {
 	current.mu.Lock()
 	defer current.mu.Unlock()
-	current.stage = name
+	fn(current)
 }
 
 // ErrNoStage means deploy was called without a stage target before it.
