@@ -13,23 +13,19 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 	"github.com/gitric/gitric/gitrictasks/remote"
 )
 
-// fleet is n real sshd instances acting as distinct hosts: each has its
-// own port, host key and home directory (sshd's SetEnv HOME), so the same
-// relative stage path is a different repository on each.
+// fleet is a local repository and n real sshd acting as distinct hosts
+// (see sshdtest.Fleet): the same relative stage path is a different
+// repository on each.
 type fleet struct {
+	*sshdtest.Fleet
 	src   *repotest.Repo
 	hosts []*sshdtest.Server
-	homes []string
-	kh    string
-	key   string
 	out   *sshdtest.Buffer
 }
 
@@ -37,25 +33,9 @@ func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	sshdtest.Require(t)
 	t.Parallel()
-	f := &fleet{src: repotest.New(t), out: &sshdtest.Buffer{}}
+	f := &fleet{Fleet: sshdtest.StartFleet(t, n), src: repotest.New(t), out: &sshdtest.Buffer{}}
+	f.hosts = f.Servers
 	f.src.Commit(t, "v1", map[string]string{"index.html": "v1\n"})
-	var known []string
-	var authorized []string
-	for i := 0; i < n; i++ {
-		home := t.TempDir()
-		srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"SetEnv HOME=" + home}, AuthorizedKeys: authorized})
-		if i == 0 {
-			f.key = srv.ClientKeyFile
-			authorized = []string{string(ssh.MarshalAuthorizedKey(srv.ClientSigner.PublicKey()))}
-		}
-		f.hosts = append(f.hosts, srv)
-		f.homes = append(f.homes, home)
-		known = append(known, srv.KnownHostsLine())
-	}
-	f.kh = filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(f.kh, []byte(strings.Join(known, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("deploy output:\n%s", f.out.String())
@@ -65,25 +45,21 @@ func newFleet(t *testing.T, n int) *fleet {
 }
 
 func (f *fleet) options() deploy.Options {
-	var hosts []string
-	for _, s := range f.hosts {
-		hosts = append(hosts, s.User+"@"+s.Addr)
-	}
 	return deploy.Options{
 		Stage: deploy.Stage{
-			Name: "fleet", Hosts: hosts, Path: "app",
+			Name: "fleet", Hosts: f.Addresses(len(f.Servers)), Path: "app",
 			// The "service": a file that exists while it runs.
 			Stop:  "rm -f running",
 			Start: "cp index.html running",
 		},
 		Dir: f.src.Dir,
-		SSH: remote.Config{KnownHostsFiles: []string{f.kh}, IdentityFiles: []string{f.key}, IdentitiesOnly: true},
+		SSH: remote.Config{KnownHostsFiles: []string{f.KnownHostsFile}, IdentityFiles: []string{f.ClientKeyFile}, IdentitiesOnly: true},
 		Out: f.out,
 		Who: "tester@ci",
 	}
 }
 
-func (f *fleet) target(i int) string { return filepath.Join(f.homes[i], "app") }
+func (f *fleet) target(i int) string { return filepath.Join(f.Homes[i], "app") }
 
 func (f *fleet) head(t *testing.T, i int) string {
 	t.Helper()
@@ -196,7 +172,7 @@ func TestFleetFailedBatchRollsBack(t *testing.T) {
 	if _, err := deploy.Run(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(f.homes[1], "broken"), nil, 0o644)
+	os.WriteFile(filepath.Join(f.Homes[1], "broken"), nil, 0o644)
 	v2 := f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
 	res, err := deploy.Run(context.Background(), opts)
 	if err == nil || !strings.Contains(err.Error(), "start command failed") {

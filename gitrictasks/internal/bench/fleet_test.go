@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
@@ -32,47 +30,13 @@ const (
 	fleetCLIGoal = 0.25
 )
 
-// fleet is fleetSize sshd instances acting as distinct hosts: each has its
-// own port and host key, and its own home directory (sshd's SetEnv HOME),
-// so that the same relative path is a different repository on each. They
-// all accept one client key.
-type fleet struct {
-	hosts      []*sshdtest.Server
-	homes      []string
-	key        string // the private key every host accepts
-	knownHosts string // every host's key
-}
+// fleet is the benchmark's hosts; see sshdtest.Fleet.
+type fleet struct{ *sshdtest.Fleet }
 
-func startFleet(t *testing.T, n int) *fleet {
-	t.Helper()
-	f := &fleet{}
-	var known, authorized []string
-	for i := range n {
-		home := t.TempDir()
-		srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"SetEnv HOME=" + home}, AuthorizedKeys: authorized})
-		if i == 0 {
-			f.key = srv.ClientKeyFile
-			authorized = []string{string(ssh.MarshalAuthorizedKey(srv.ClientSigner.PublicKey()))}
-		}
-		f.hosts = append(f.hosts, srv)
-		f.homes = append(f.homes, home)
-		known = append(known, srv.KnownHostsLine())
-	}
-	f.knownHosts = filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(f.knownHosts, []byte(strings.Join(known, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
+func startFleet(t *testing.T, n int) *fleet { return &fleet{sshdtest.StartFleet(t, n)} }
 
 // addresses is GITRIC_HOSTS for the first n hosts.
-func (f *fleet) addresses(n int) string {
-	var addrs []string
-	for _, srv := range f.hosts[:n] {
-		addrs = append(addrs, srv.User+"@"+srv.Addr)
-	}
-	return strings.Join(addrs, ",")
-}
+func (f *fleet) addresses(n int) string { return strings.Join(f.Addresses(n), ",") }
 
 // fleetScenario is one way of deploying a commit to the first hosts of
 // the fleet.
@@ -91,7 +55,7 @@ type fleetScenario struct {
 
 // target is the repository on host i.
 func (sc fleetScenario) target(f *fleet, i int) string {
-	return filepath.Join(f.homes[i], sc.path)
+	return filepath.Join(f.Homes[i], sc.path)
 }
 
 func TestCompareFleet(t *testing.T) {
@@ -107,7 +71,7 @@ func TestCompareFleet(t *testing.T) {
 	repo := repotest.New(t)
 	repo.History(t, historyCommits, historyFiles)
 	env := benchEnv()
-	chain := newCLIChain(env, repo.Dir, f.key, f.knownHosts)
+	chain := newCLIChain(env, repo.Dir, f.ClientKeyFile, f.KnownHostsFile)
 	changed, _, _ := strings.Cut(repo.Git(t, "ls-files"), "\n")
 
 	gitric := func(hosts int, batch string) fleetScenario {
@@ -120,8 +84,8 @@ func TestCompareFleet(t *testing.T) {
 		}
 		gitricEnv := append(slices.Clip(env),
 			"GITRIC_HOSTS="+f.addresses(hosts),
-			"GITRIC_IDENTITY="+f.key,
-			"GITRIC_KNOWN_HOSTS="+f.knownHosts,
+			"GITRIC_IDENTITY="+f.ClientKeyFile,
+			"GITRIC_KNOWN_HOSTS="+f.KnownHostsFile,
 			"GITRIC_BATCH="+batch,
 			"GITRIC_BENCH_PATH="+sc.path,
 		)
@@ -144,7 +108,7 @@ func TestCompareFleet(t *testing.T) {
 	cli.deploy = func(t *testing.T, sha string) sample {
 		t.Helper()
 		var total sample
-		for i, srv := range f.hosts[:cli.hosts] {
+		for i, srv := range f.Servers[:cli.hosts] {
 			s := chain.deploy(t, srv, cli.target(f, i), sha)
 			total.elapsed += s.elapsed
 			total.cpu += s.cpu
@@ -229,7 +193,7 @@ func TestCompareFleet(t *testing.T) {
 // repository and the number of logins the deploy took on each host.
 func deployFleet(t *testing.T, f *fleet, dir string, sc fleetScenario, sha string) sample {
 	t.Helper()
-	hosts := f.hosts[:sc.hosts]
+	hosts := f.Servers[:sc.hosts]
 	before := make([]int, len(hosts))
 	for i, srv := range hosts {
 		before[i] = logins(srv)
