@@ -198,7 +198,10 @@ func TestSudo(t *testing.T) {
 		t.Skip("creates users and a sudoers rule: run as root (CI does)")
 	}
 	if _, err := exec.LookPath("sudo"); err != nil {
-		t.Fatal("sudo is not installed (apt-get install -y sudo)")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sudo is not installed (apt-get install -y sudo)")
+		}
+		t.Skip("sudo is not installed (apt-get install -y sudo)")
 	}
 	deployer := ensureUser(t, "gitricdeploy")
 	app := ensureUser(t, "gitricapp")
