@@ -149,9 +149,8 @@ swaplink() {
 }
 
 cutover_inplace() {
-	cur=$(headof .)
 	say stopping
-	if [ -n "$STOP" ] && [ "$cur" != none ]; then
+	if [ -n "$STOP" ] && [ "$(headof .)" != none ]; then
 		run "$STOP" .
 		s=$?
 		say stopped $s
@@ -225,8 +224,7 @@ cutover_bluegreen() {
 	fi
 	color=$(basename "$(readlink next)")
 	say stopping
-	cur=$(headof next)
-	if [ -n "$STOP" ] && [ "$cur" != none ]; then
+	if [ -n "$STOP" ] && [ "$(headof next)" != none ]; then
 		run "$STOP" next "$color"
 		s=$?
 		say stopped $s
