@@ -317,7 +317,23 @@ func (r *resolver) hop(ctx context.Context, addr Address, name string, target bo
 	}
 	h.IdentityAgent = agent
 
-	// Host keys.
+	// Host keys. knownHostsPaths expands the files of a User- or
+	// GlobalKnownHostsFile line;
+	// "none" stands for no file.
+	knownHostsPaths := func(s setting) ([]string, error) {
+		var files []string
+		for _, a := range s.args {
+			if strings.EqualFold(a, "none") {
+				continue
+			}
+			p, err := expandPath(s, a)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, p)
+		}
+		return files, nil
+	}
 	if len(cfg.KnownHostsFiles) > 0 {
 		for _, f := range cfg.KnownHostsFiles {
 			p, err := expandTilde(f, r.home)
@@ -327,30 +343,20 @@ func (r *resolver) hop(ctx context.Context, addr Address, name string, target bo
 			h.KnownHostsFiles = append(h.KnownHostsFiles, p)
 		}
 	} else if s, ok := hc.get("userknownhostsfile"); ok {
-		for _, a := range s.args {
-			if strings.EqualFold(a, "none") {
-				continue
-			}
-			p, err := expandPath(s, a)
-			if err != nil {
-				return nil, err
-			}
-			h.KnownHostsFiles = append(h.KnownHostsFiles, p)
+		files, err := knownHostsPaths(s)
+		if err != nil {
+			return nil, err
 		}
+		h.KnownHostsFiles = files
 	} else if r.home != "" {
 		h.KnownHostsFiles = []string{filepath.Join(r.home, ".ssh", "known_hosts"), filepath.Join(r.home, ".ssh", "known_hosts2")}
 	}
 	if s, ok := hc.get("globalknownhostsfile"); ok {
-		for _, a := range s.args {
-			if strings.EqualFold(a, "none") {
-				continue
-			}
-			p, err := expandPath(s, a)
-			if err != nil {
-				return nil, err
-			}
-			h.GlobalKnownHostsFiles = append(h.GlobalKnownHostsFiles, p)
+		files, err := knownHostsPaths(s)
+		if err != nil {
+			return nil, err
 		}
+		h.GlobalKnownHostsFiles = files
 	} else {
 		h.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
 	}
