@@ -318,8 +318,7 @@ func (r *resolver) hop(ctx context.Context, addr Address, name string, target bo
 	h.IdentityAgent = agent
 
 	// Host keys. knownHostsPaths expands the files of a User- or
-	// GlobalKnownHostsFile line;
-	// "none" stands for no file.
+	// GlobalKnownHostsFile line; "none" stands for no file.
 	knownHostsPaths := func(s setting) ([]string, error) {
 		var files []string
 		for _, a := range s.args {
