@@ -191,11 +191,11 @@ Host *
 func TestKnownHostsForms(t *testing.T) {
 	sshdtest.Require(t)
 	t.Parallel()
-	ca := newSigner(t)
+	ca := sshdtest.NewSigner(t)
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	certSrv := sshdtest.Start(t, sshdtest.Options{HostCA: ca})
 	badCertSrv := sshdtest.Start(t, sshdtest.Options{HostCA: ca, HostCertPrincipals: []string{"somewhere.else"}})
-	other := newSigner(t).PublicKey()
+	other := sshdtest.NewSigner(t).PublicKey()
 	ecdsaKey := newECDSA(t)
 	line := func(s *sshdtest.Server, k ssh.PublicKey) string {
 		return knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, k)
@@ -445,7 +445,7 @@ func TestUserCertificate(t *testing.T) {
 	sshdtest.Require(t)
 	t.Parallel()
 	dir := t.TempDir()
-	userCA := newSigner(t)
+	userCA := sshdtest.NewSigner(t)
 	caFile := writeFile(t, dir, "user_ca.pub", authorized(userCA.PublicKey())+"\n")
 	srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"TrustedUserCAKeys " + caFile}})
 	key := filepath.Join(dir, "id_ed25519")

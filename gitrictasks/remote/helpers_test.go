@@ -108,19 +108,6 @@ func authorized(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 }
 
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // writeKey writes a new ed25519 key pair to path and path.pub; with a
 // passphrase, the private key is encrypted.
 func writeKey(t testing.TB, path, passphrase string) ssh.Signer {

@@ -2,7 +2,6 @@ package remote
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
@@ -16,20 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
+)
 
 func newECDSASigner(t testing.TB) ssh.Signer {
 	t.Helper()
@@ -67,7 +55,7 @@ func hostCert(t testing.TB, key ssh.PublicKey, ca ssh.Signer, principals []strin
 func TestKnownHostsCheck(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	web, other, revoked, ca, rogueCA := newSigner(t).PublicKey(), newSigner(t).PublicKey(), newSigner(t).PublicKey(), newSigner(t), newSigner(t)
+	web, other, revoked, ca, rogueCA := sshdtest.NewSigner(t).PublicKey(), sshdtest.NewSigner(t).PublicKey(), sshdtest.NewSigner(t).PublicKey(), sshdtest.NewSigner(t), sshdtest.NewSigner(t)
 	ecd := newECDSASigner(t).PublicKey()
 	hashed, err := hashedName("[hashed.example]:2222")
 	if err != nil {
@@ -173,7 +161,7 @@ func TestKnownHostsCheck(t *testing.T) {
 
 func TestHostKeyAlgorithms(t *testing.T) {
 	ecd := newECDSASigner(t).PublicKey()
-	ed := newSigner(t).PublicKey()
+	ed := sshdtest.NewSigner(t).PublicKey()
 	plain := []*knownLine{{key: ecd}, {key: ed}}
 	if got := hostKeyAlgorithms(plain, nil); !reflect.DeepEqual(got, []string{ssh.KeyAlgoECDSA256, ssh.KeyAlgoED25519}) {
 		t.Errorf("plain: %q", got)
@@ -191,7 +179,7 @@ func TestHostKeyAlgorithms(t *testing.T) {
 // and one only, however many record the same key at once.
 func TestAppendKnownHost(t *testing.T) {
 	t.Parallel()
-	key := newSigner(t).PublicKey()
+	key := sshdtest.NewSigner(t).PublicKey()
 	for _, hash := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hash=%v", hash), func(t *testing.T) {
 			dir := t.TempDir()
@@ -229,7 +217,7 @@ func TestAppendKnownHost(t *testing.T) {
 		})
 	}
 	t.Run("no final newline", func(t *testing.T) {
-		file := writeConfig(t, t.TempDir(), "known_hosts", "other.example "+authorized(newSigner(t).PublicKey()))
+		file := writeConfig(t, t.TempDir(), "known_hosts", "other.example "+authorized(sshdtest.NewSigner(t).PublicKey()))
 		n, err := appendKnownHost(file, "new.example", key, false)
 		if err != nil || n != 2 {
 			t.Fatalf("line %d, %v", n, err)

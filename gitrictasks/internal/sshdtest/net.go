@@ -2,10 +2,14 @@ package sshdtest
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // ClosedPort returns a loopback address where nothing listens: a host
@@ -86,4 +90,18 @@ func CountLines(s, sub string) int {
 		}
 	}
 	return n
+}
+
+// NewSigner generates a throwaway ed25519 key, in memory only.
+func NewSigner(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
