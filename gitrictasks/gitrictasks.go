@@ -73,9 +73,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
-	"github.com/gitric/gitric/gitrictasks/localhost"
-	"github.com/gitric/gitric/gitrictasks/localrepo"
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/localhost"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // StageConfig is a named set of hosts and what to run on them; see

@@ -11,9 +11,9 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/gitric/gitric/gitrictasks/console"
-	"github.com/gitric/gitric/gitrictasks/localrepo"
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/console"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // HostResult is what happened on one host.

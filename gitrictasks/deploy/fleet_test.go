@@ -16,7 +16,7 @@ import (
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // fleet is a local repository and n real sshd acting as distinct hosts

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // Stage is a named set of hosts that get the same deploy.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/gitric/gitric/gitrictasks/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 )
 
 // packs writes the pack for a deploy's hosts. With one host the pack is

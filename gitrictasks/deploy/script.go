@@ -18,10 +18,10 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/gitric/gitric/gitrictasks/console"
-	"github.com/gitric/gitric/gitrictasks/receivepack"
-	"github.com/gitric/gitric/gitrictasks/remote"
-	"github.com/gitric/gitric/gitrictasks/shell"
+	"github.com/gitric/gitric/gitrictasks/internal/console"
+	"github.com/gitric/gitric/gitrictasks/internal/receivepack"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/shell"
 )
 
 // seedRef is where a push puts the commit on a host: a ref of gitric's own,

@@ -10,9 +10,9 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/gitric/gitric/gitrictasks/localrepo"
-	"github.com/gitric/gitric/gitrictasks/remote"
-	"github.com/gitric/gitric/gitrictasks/shell"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/shell"
 )
 
 // HostStatus is one host's deploy state.

@@ -10,7 +10,7 @@ import (
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 )
 
 // TestSubmodules deploys a superproject with a submodule that has a nested

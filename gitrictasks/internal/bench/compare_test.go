@@ -19,7 +19,7 @@ import (
 
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/shell"
+	"github.com/gitric/gitric/gitrictasks/internal/shell"
 )
 
 const (

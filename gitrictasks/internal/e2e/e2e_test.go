@@ -18,7 +18,7 @@ import (
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // fixture is a local repository and a target sshd reached through a

@@ -10,8 +10,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
-	"github.com/gitric/gitric/gitrictasks/localrepo"
-	"github.com/gitric/gitric/gitrictasks/receivepack"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/receivepack"
 )
 
 // TestPushWithSubmodules pushes a superproject commit and its submodules,

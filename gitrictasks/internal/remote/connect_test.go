@@ -22,7 +22,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // TestConfigAlias: a host written as an ssh_config alias gets its

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // TestCompareConnectionSetup measures what one host costs to set up:

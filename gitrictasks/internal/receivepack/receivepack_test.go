@@ -11,7 +11,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
-	"github.com/gitric/gitric/gitrictasks/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 )
 
 func push(t *testing.T, src *localrepo.Repo, target string, ref string, rev string) error {
