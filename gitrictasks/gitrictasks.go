@@ -75,7 +75,6 @@ import (
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/localhost"
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
-	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // StageConfig is a named set of hosts and what to run on them; see
@@ -84,7 +83,7 @@ type StageConfig = deploy.Stage
 
 // Settings apply to every stage; see deploy.Options for each.
 type Settings struct {
-	SSH             remote.Config
+	SSH             deploy.SSH
 	Parallel        int
 	Batch           string
 	NoRollback      bool
@@ -298,10 +297,10 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 		opts.SSH.IdentityFiles = []string{v}
 	}
 	if v := os.Getenv("GITRIC_SSH_CONFIG"); v != "" {
-		opts.SSH.SSHConfigFile = v
+		opts.SSH.ConfigFile = v
 	}
 	if s.acceptNew {
-		opts.SSH.StrictHostKeyChecking = remote.StrictAcceptNew
+		opts.SSH.HostKeyPolicy = deploy.HostKeyAcceptNew
 	}
 	if s.stage == LocalStage {
 		return localOptions(ctx, opts)
@@ -368,8 +367,8 @@ func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, fun
 		return opts, func() {}, fmt.Errorf("local host: %w", err)
 	}
 	opts.Stage.Hosts = []string{"local"}
-	opts.SSH = remote.Config{
-		SSHConfigFile:   sshConfig,
+	opts.SSH = deploy.SSH{
+		ConfigFile:      sshConfig,
 		IdentityAgent:   "none",
 		Signers:         []ssh.Signer{srv.ClientSigner()},
 		IdentitiesOnly:  true,

@@ -89,8 +89,8 @@ func TestNoStageIsAnError(t *testing.T) {
 // TestLocalModes deploys twice to the embedded local host in every mode,
 // through the targets, as `mage local deploy` does.
 func TestLocalModes(t *testing.T) {
-	for _, mode := range []string{deploy.ModeInPlace, deploy.ModeRelease, deploy.ModeBlueGreen} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []deploy.Mode{deploy.ModeInPlace, deploy.ModeRelease, deploy.ModeBlueGreen} {
+		t.Run(string(mode), func(t *testing.T) {
 			reset(t)
 			src := repotest.New(t)
 			src.Commit(t, "v1", map[string]string{"index.html": "v1\n"})
@@ -104,7 +104,7 @@ func TestLocalModes(t *testing.T) {
 			if err := Deploy(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			serving := map[string]string{deploy.ModeInPlace: ".", deploy.ModeRelease: "current", deploy.ModeBlueGreen: "next"}[mode]
+			serving := map[deploy.Mode]string{deploy.ModeInPlace: ".", deploy.ModeRelease: "current", deploy.ModeBlueGreen: "next"}[mode]
 			b, err := os.ReadFile(filepath.Join(src.Dir, ".gitric", "local", "site", serving, "served"))
 			if err != nil || string(b) != "v2\n" {
 				t.Fatalf("%s serves %q (%v)", serving, b, err)

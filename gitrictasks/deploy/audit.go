@@ -1,48 +1,64 @@
 package deploy
 
 import (
+	"errors"
 	"os"
 	"os/user"
 	"time"
 )
 
-// AuditEntry is one line of a host's audit log (.git/gitric/audit.log in
-// the target repository): one JSON object per deploy, rollback or refused
-// attempt, appended with a single write and never rewritten.
+// AuditEntry is one line of a host's audit log: one JSON object per
+// deploy, rollback, swap or refused attempt, appended with a single write
+// and never rewritten. The host script writes the line of each switch
+// itself, at the moment it happens, so the log is right even when gitric
+// dies during a cutover. The log is gitric's directory's audit.log: in
+// ModeInPlace Path/.git/gitric/audit.log, in the other modes
+// Path/repo/gitric/audit.log.
 type AuditEntry struct {
 	Time       time.Time `json:"time"`
 	Who        string    `json:"who"`
-	Action     string    `json:"action"` // deploy, rollback or swap
+	Action     Action    `json:"action"`
 	From       string    `json:"from,omitempty"`
 	To         string    `json:"to,omitempty"`
-	Result     string    `json:"result"` // see the Result constants
+	Result     Outcome   `json:"result"`
 	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
 	DowntimeMS int64     `json:"downtime_ms"`
 }
 
-// Results recorded in the audit log.
+// Outcome is how an operation ended on one host.
+type Outcome string
+
+// Outcomes, in results and in the audit log.
 const (
-	ResultOK         = "ok"          // the host is on To
-	ResultFailed     = "failed"      // a step failed; the host may be on To
-	ResultRolledBack = "rolled-back" // a step failed; the host is back on From
-	ResultRefused    = "refused"     // the deploy refused this host; nothing changed
-	ResultAborted    = "aborted"     // another host failed; nothing changed here
+	OutcomeOK         Outcome = "ok"          // the host is on To
+	OutcomeFailed     Outcome = "failed"      // a step failed; see the reason
+	OutcomeRolledBack Outcome = "rolled-back" // a step failed; the host is back on From
+	OutcomeRefused    Outcome = "refused"     // the deploy refused this host; nothing changed
+	OutcomeAborted    Outcome = "aborted"     // another host failed; nothing changed here
+	OutcomeTookOver   Outcome = "took-over"   // a dead deploy's lock was taken over
 )
 
-// Actions recorded in the audit log.
+// Action is what an operation does.
+type Action string
+
+// Actions, in the audit log.
 const (
-	ActionDeploy   = "deploy"
-	ActionRollback = "rollback"
-	ActionSwap     = "swap" // blue/green: live and next exchanged
+	ActionDeploy   Action = "deploy"
+	ActionRollback Action = "rollback"
+	ActionSwap     Action = "swap" // blue/green: live and next exchanged
+	actionStatus   Action = "status"
+	actionUnlock   Action = "unlock"
 )
 
-// previousCommit reads a host's audit log as a stack: each successful
-// deploy pushes its commit, each successful rollback pops one. The commit
-// under the top is the one a rollback goes back to; "" when there is none.
-func previousCommit(log []AuditEntry) string {
+// rollbackTarget reads a host's audit log as a stack: each successful
+// deploy pushes its commit, each successful rollback pops one. It returns
+// the top (what the log says is live) and the commit under it (what a
+// rollback goes back to); "" where there is none.
+func rollbackTarget(log []AuditEntry) (top, prev string) {
 	var stack []string
 	for _, e := range log {
-		if e.Result != ResultOK {
+		if e.Result != OutcomeOK {
 			continue
 		}
 		switch e.Action {
@@ -54,16 +70,22 @@ func previousCommit(log []AuditEntry) string {
 			}
 		}
 	}
-	if len(stack) < 2 {
-		return ""
+	if len(stack) > 0 {
+		top = stack[len(stack)-1]
 	}
-	return stack[len(stack)-2]
+	if len(stack) > 1 {
+		prev = stack[len(stack)-2]
+	}
+	return top, prev
 }
+
+// ErrAuditMismatch means a host's audit log disagrees with what it runs.
+var ErrAuditMismatch = errors.New("the audit log does not match the host")
 
 // lastDeploy is the newest successful entry, if any.
 func lastDeploy(log []AuditEntry) (AuditEntry, bool) {
 	for i := len(log) - 1; i >= 0; i-- {
-		if log[i].Result == ResultOK {
+		if log[i].Result == OutcomeOK {
 			return log[i], true
 		}
 	}

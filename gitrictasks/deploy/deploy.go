@@ -12,17 +12,29 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/gitric/gitric/gitrictasks/internal/console"
+	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
+// Commit names a commit.
+type Commit struct {
+	Hash    string // full hex hash; empty for none
+	Subject string
+}
+
+// Short is the abbreviated hash, or "-" for none.
+func (c Commit) Short() string { return shortHex(c.Hash) }
+
+func (c Commit) String() string { return c.Short() + " " + c.Subject }
+
 // HostResult is what happened on one host.
 type HostResult struct {
 	Host     string
-	From     plumbing.Hash // the host's commit before (zero: none)
-	To       plumbing.Hash
+	From     string // the host's commit before (full hash; empty: none)
+	To       string // the commit it was to be on
 	Skipped  bool   // already on To
-	Result   string // ResultOK, ResultFailed, ResultRolledBack, ResultRefused, ResultAborted
+	Outcome  Outcome
 	Seed     time.Duration
 	Objects  int
 	Bytes    int64
@@ -30,12 +42,16 @@ type HostResult struct {
 	Reset    time.Duration
 	Start    time.Duration
 	Downtime time.Duration // from the stop command's start to the start command's end
-	Err      error
+	// Finishing is set when gitric stopped waiting (interrupted) while the
+	// host was in the middle of a step: the host finishes it by itself and
+	// releases its lock; its audit log says how it ended.
+	Finishing bool
+	Err       error
 }
 
-// Result is the outcome of a deploy or rollback.
+// Result is the outcome of a deploy, rollback or swap.
 type Result struct {
-	Commit localrepo.Commit // for a rollback, zero: each host has its own target
+	Commit Commit // for a rollback, zero: each host has its own target
 	Hosts  []HostResult
 }
 
@@ -44,13 +60,14 @@ type Result struct {
 // Before it connects anywhere it checks the options, the revision and the
 // working copy. Phase one then connects to every host, takes the stage's
 // lock there and seeds it, opts.Parallel hosts at a time, changing no
-// working copy and no service. Only when every host is seeded does phase
-// two cut them over (stop, reset, start, check), opts.Batch hosts at a
-// time. A failed batch ends the rollout: its failed hosts go back to their
-// previous commit (unless opts.NoRollback) and later hosts are not touched.
-// Every host's audit log records what happened there.
+// working copy and no service. Only when every host is seeded (and none
+// would lose an edit or an untracked file) does phase two cut them over
+// (stop, switch, start, check), opts.Batch hosts at a time. A failed batch
+// ends the rollout: its failed hosts go back to their previous commit
+// (unless opts.NoRollback) and later hosts are not touched. Every host's
+// audit log, written by the host at each switch, records what happened.
 func Run(ctx context.Context, opts Options) (*Result, error) {
-	d, err := prepare(opts, ActionDeploy)
+	d, err := prepare(ctx, opts, ActionDeploy)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +91,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		d.con.Printf("allowDirty: %d uncommitted change(s) left out; deploying the committed %s", len(paths), commit.Short())
 	}
+	if repo.Partial() {
+		return nil, fmt.Errorf("%w: %s is a partial clone (git clone --filter): objects the hosts need are not in it. "+
+			"Deploy from a full clone (in CI: actions/checkout with fetch-depth: 0 and no filter), or fetch them: git fetch --refetch", ErrIncompleteClone, repo.Root())
+	}
+	if d.shallow, err = repo.Shallow(); err != nil {
+		return nil, err
+	}
 	if d.opts.Stage.Submodules {
 		if err := d.findSubmodules(); err != nil {
 			return nil, err
@@ -90,6 +114,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer d.packs.remove()
 	return d.run(ctx)
 }
+
+// ErrIncompleteClone means the local clone lacks history or objects that
+// a deploy needs (a shallow or partial clone).
+var ErrIncompleteClone = errors.New("the local clone is incomplete")
 
 // findSubmodules lists the commit's submodules, recursively, and checks
 // that the local clone has every one of their commits.
@@ -114,9 +142,10 @@ func (d *deployment) findSubmodules() error {
 
 // Rollback puts every host of the stage back on the commit deployed before
 // its current one, as its audit log records, through the same two phases
-// as Run; nothing is pushed, since the host has the objects already.
+// as Run; nothing is pushed, since the host has the objects already. A
+// host whose audit log disagrees with what it runs is refused.
 func Rollback(ctx context.Context, opts Options) (*Result, error) {
-	d, err := prepare(opts, ActionRollback)
+	d, err := prepare(ctx, opts, ActionRollback)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +163,7 @@ func Swap(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Stage.mode() != ModeBlueGreen {
 		return nil, fmt.Errorf("%w: stage %q: swap is for blue/green stages (Mode %q), not %q", ErrInvalidOptions, opts.Stage.Name, ModeBlueGreen, opts.Stage.mode())
 	}
-	d, err := prepare(opts, ActionSwap)
+	d, err := prepare(ctx, opts, ActionSwap)
 	if err != nil {
 		return nil, err
 	}
@@ -145,19 +174,37 @@ func Swap(ctx context.Context, opts Options) (*Result, error) {
 	return d.run(ctx)
 }
 
-// prepare checks opts and sets up the hosts and the console.
-func prepare(opts Options, action string) (*deployment, error) {
+// prepare checks opts, refuses a host listed twice, and sets up the hosts
+// and the console.
+func prepare(ctx context.Context, opts Options, action Action) (*deployment, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	opts.defaults()
 	hosts, _ := opts.Stage.hostsFor(opts.Role) // Validate checked it
-	d := &deployment{opts: opts, action: action}
+	d := &deployment{opts: opts, action: action, dial: opts.dial}
+	if d.dial == nil {
+		ssh := opts.SSH.config()
+		d.dial = func(ctx context.Context, a remote.Address, logf func(string, ...any)) (link, error) {
+			cfg := ssh
+			cfg.Logf = logf
+			h, err := remote.Dial(ctx, a, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return sshLink{h}, nil
+		}
+	}
 	names := make([]string, len(hosts))
 	addrs := make([]remote.Address, len(hosts))
 	for i, h := range hosts {
 		addrs[i], _ = remote.ParseAddress(h) // Validate checked them
 		names[i] = addrs[i].Name()
+	}
+	if opts.dial == nil {
+		if err := sameMachine(ctx, addrs, opts.SSH.config()); err != nil {
+			return nil, err
+		}
 	}
 	d.con = console.New(opts.Out, console.Options{JSON: opts.JSON}, names...)
 	for _, a := range addrs {
@@ -167,18 +214,45 @@ func prepare(opts Options, action string) (*deployment, error) {
 	return d, nil
 }
 
+// ErrDuplicateHost means a stage reaches one machine through two entries.
+var ErrDuplicateHost = errors.New("the same host is listed twice")
+
+// sameMachine refuses a host list that reaches one machine twice (the same
+// name twice, two aliases of one HostName and port, two users of one
+// host): two scripts would fight over one lock and one working copy.
+func sameMachine(ctx context.Context, addrs []remote.Address, cfg remote.Config) error {
+	seen := map[string]string{}
+	for _, a := range addrs {
+		key := strings.ToLower(a.Name())
+		if t, err := remote.Resolve(ctx, a, cfg); err == nil {
+			key = strings.ToLower(t.Host().HostPort())
+		}
+		if prev, ok := seen[key]; ok {
+			return fmt.Errorf("%w: %s and %s both reach %s; list each machine once (one deploy path per machine)", ErrDuplicateHost, prev, a.Name(), key)
+		}
+		seen[key] = a.Name()
+	}
+	return nil
+}
+
 type deployment struct {
 	opts     Options
-	action   string
+	action   Action
+	dial     dialFunc
 	repo     *localrepo.Repo // nil for a rollback outside a repository
 	commit   localrepo.Commit
+	shallow  []plumbing.Hash // the local clone's shallow boundary
 	subs     []localrepo.Submodule
 	subRepos []*localrepo.Repo // the local repositories of subs
 	con      *console.Console
 	hosts    []*hostDeploy
 	started  time.Time
 	packs    *packs
+	cutovers sync.WaitGroup // the cutover goroutines
 }
+
+// dialFunc connects to a host (the seam the tests replace).
+type dialFunc func(ctx context.Context, a remote.Address, logf func(string, ...any)) (link, error)
 
 type hostDeploy struct {
 	mu      sync.Mutex // guards sess, which phase one may end on cancellation
@@ -186,24 +260,38 @@ type hostDeploy struct {
 	log     *console.Writer
 	dialed  chan struct{} // closed when conn or dialErr is set
 	dialErr error
-	conn    *remote.Host
+	conn    link
 	sess    *session
 	state   hostState
+	from    plumbing.Hash
+	to      plumbing.Hash
 	res     HostResult
+	// cutErr and cutDone are the cutover goroutine's; read after it ends.
+	cutErr  error
+	cutDone bool
 }
 
 func (d *deployment) run(ctx context.Context) (*Result, error) {
-	defer d.close()
 	err := d.seedAll(ctx)
 	if err == nil {
 		err = d.cutoverAll(ctx)
 	}
+	d.close(ctx.Err() != nil)
+	d.cutovers.Wait() // a closed session ends a cutover under way at once
 	d.summary()
-	r := &Result{Commit: d.commit}
+	r := &Result{Commit: publicCommit(d.commit)}
 	for _, h := range d.hosts {
+		h.res.From, h.res.To = hashString(h.from), hashString(h.to)
 		r.Hosts = append(r.Hosts, h.res)
 	}
 	return r, err
+}
+
+func publicCommit(c localrepo.Commit) Commit {
+	if c.Hash.IsZero() {
+		return Commit{}
+	}
+	return Commit{Hash: c.Hash.String(), Subject: c.Subject}
 }
 
 func (h *hostDeploy) session() *session {
@@ -212,8 +300,15 @@ func (h *hostDeploy) session() *session {
 	return h.sess
 }
 
-// close ends every host's script (releasing its lock) and connection.
-func (d *deployment) close() {
+// closeGrace is how long an interrupted deploy waits for the hosts' steps
+// under way before it stops waiting (mage gives its targets 5 seconds).
+const closeGrace = 2 * time.Second
+
+// close ends every host's script (releasing its lock) and connection. When
+// interrupted, it waits at most closeGrace for a host step under way, then
+// leaves it to the host, which finishes the step, writes its audit line
+// and releases its lock by itself.
+func (d *deployment) close(interrupted bool) {
 	var wg sync.WaitGroup
 	for _, h := range d.hosts {
 		wg.Add(1)
@@ -222,11 +317,24 @@ func (d *deployment) close() {
 			if h.dialed != nil {
 				<-h.dialed
 			}
-			if h.sess != nil {
-				_ = h.sess.wait()
+			s := h.session()
+			if s != nil && h.res.Finishing {
+				s.abandon() // its host finishes the step by itself
+			} else if s != nil {
+				done := make(chan struct{})
+				go func() { _ = s.wait(); close(done) }()
+				var bound <-chan time.Time
+				if interrupted {
+					bound = time.After(closeGrace)
+				}
+				select {
+				case <-done:
+				case <-bound:
+					s.abandon()
+				}
 			}
 			if h.conn != nil {
-				h.conn.Close()
+				h.conn.close()
 			}
 		}()
 	}
@@ -246,7 +354,7 @@ func (d *deployment) seedAll(ctx context.Context) error {
 	defer context.AfterFunc(ctx, func() {
 		for _, h := range d.hosts {
 			if s := h.session(); s != nil {
-				_ = s.proc.Stdin.Close()
+				_ = s.proc.stdin.Close()
 			}
 		}
 	})()
@@ -259,10 +367,10 @@ func (d *deployment) seedAll(ctx context.Context) error {
 	if first.res.Err = d.open(ctx, first); first.res.Err != nil {
 		d.each(func(h *hostDeploy) {
 			if h != first {
-				h.res.Result = ResultAborted
+				h.res.Outcome = OutcomeAborted
 			}
 		})
-		return d.abort([]error{first.res.Err})
+		return d.abort(ctx, []error{first.res.Err})
 	}
 	sem := make(chan struct{}, d.opts.Parallel)
 	var wg sync.WaitGroup
@@ -294,30 +402,36 @@ func (d *deployment) seedAll(ctx context.Context) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ErrInterrupted, d.abort(errs))
-	}
-	return d.abort(errs)
+	return d.abort(ctx, errs)
 }
 
 // abort ends a deploy in phase one: no host is cut over, and the hosts
 // that were ready say so in their audit logs.
-func (d *deployment) abort(errs []error) error {
+func (d *deployment) abort(ctx context.Context, errs []error) error {
 	reason := fmt.Sprintf("%d of %d host(s) failed in phase 1", len(errs), len(d.hosts))
+	if ctx.Err() != nil {
+		reason = "the deploy was interrupted"
+	}
 	d.each(func(h *hostDeploy) {
 		switch {
-		case h.res.Result != "":
+		case h.res.Outcome != "":
 		case h.res.Err != nil:
-			h.res.Result = ResultFailed
+			h.res.Outcome = OutcomeFailed
 		default:
-			h.res.Result = ResultAborted
-			h.audit(d, ResultAborted, reason, 0)
+			h.res.Outcome = OutcomeAborted
+			if ctx.Err() == nil {
+				h.audit(d, OutcomeAborted, reason)
+			}
 		}
 	})
 	if len(d.hosts) > 1 {
 		d.con.Printf("%v: %s; no host was changed", ErrNotDeployed, reason)
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrInterrupted, err)
+	}
+	return err
 }
 
 // each runs fn for every host at once and waits.
@@ -334,18 +448,22 @@ func (d *deployment) each(fn func(h *hostDeploy)) {
 }
 
 // audit appends an entry to the host's audit log, if its script runs.
-func (h *hostDeploy) audit(d *deployment, result, reason string, downtime time.Duration) {
-	if h.sess == nil {
+func (h *hostDeploy) audit(d *deployment, outcome Outcome, reason string) {
+	s := h.session()
+	if s == nil {
 		return
 	}
 	e := AuditEntry{
-		Time: time.Now().UTC(), Who: d.opts.Who, Action: d.action,
-		To: hashString(h.res.To), From: hashString(h.res.From),
-		Result: result, Reason: reason, DowntimeMS: downtime.Milliseconds(),
+		Time: time.Now().UTC(), Who: d.opts.Who, Action: d.action, Message: d.opts.Message,
+		To: hashString(h.to), From: hashString(h.from), Result: outcome, Reason: reason,
 	}
-	if err := h.sess.logAudit(e); err != nil {
+	if err := s.logAudit(e); err != nil {
 		h.log.Printf("could not write the audit log: %v", err)
 	}
+}
+
+func (h *hostDeploy) auditHead(d *deployment, action Action, to plumbing.Hash) auditHead {
+	return auditHead{Who: d.opts.Who, Action: action, From: hashString(h.from), To: hashString(to), Message: d.opts.Message}
 }
 
 func hashString(h plumbing.Hash) string {
@@ -370,11 +488,11 @@ func (d *deployment) dialAll(ctx context.Context) {
 				h.dialErr = &HostError{Host: h.addr.Name(), Step: "connect", Err: fmt.Errorf("%w before this host was reached", ErrInterrupted)}
 				return
 			}
-			sshCfg := d.opts.SSH
+			var logf func(string, ...any)
 			if d.opts.Verbose {
-				sshCfg.Logf = func(format string, args ...any) { h.log.Printf(format, args...) }
+				logf = func(format string, args ...any) { h.log.Printf(format, args...) }
 			}
-			conn, err := remote.Dial(ctx, h.addr, sshCfg)
+			conn, err := d.dial(ctx, h.addr, logf)
 			if err != nil {
 				h.dialErr = &HostError{Host: h.addr.Name(), Step: "connect", Err: err}
 				return
@@ -384,79 +502,129 @@ func (d *deployment) dialAll(ctx context.Context) {
 	}
 }
 
-// open connects to the host and starts its script, which takes the lock
-// and reports the host's state.
+// vars are the host script's values for this deployment.
+func (d *deployment) vars(action hostscript.Action) hostscript.Vars {
+	st := d.opts.Stage
+	return hostscript.Vars{
+		Action: action,
+		Path:   st.Path, Mode: string(st.mode()), Keep: st.Keep,
+		Stop: st.Stop, Start: st.Start, Check: st.Check,
+		StopWait: d.opts.StopTimeout, StartWait: d.opts.StartTimeout, CheckWait: d.opts.CheckTimeout,
+		Colors: st.Colors, Sudo: st.Sudo, Submodules: st.Submodules,
+		Adopt: d.opts.TakeOver,
+	}
+}
+
+// open starts the host's script, which takes the lock and reports the
+// host's state, and refuses what the state does not allow.
 func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	name := h.addr.Name()
 	<-h.dialed
 	if h.dialErr != nil {
 		return h.dialErr
 	}
-	conn := h.conn
-	st := d.opts.Stage
-	vars := scriptVars{
-		Path: st.Path, Stop: st.Stop, Start: st.Start, Check: st.Check,
-		Mode: st.mode(), Keep: st.Keep, Colors: st.Colors, Sudo: st.Sudo, Submodules: st.Submodules,
-		CheckWait: d.opts.CheckTimeout,
-		Lock:      fmt.Sprintf("%s since %s (%s %s)", d.opts.Who, time.Now().UTC().Format(time.RFC3339), d.action, d.commitName()),
-		Push:      d.action == ActionDeploy,
-		Audit:     d.action == ActionRollback,
+	vars := d.vars(hostscript.Action(d.action))
+	vars.Lock = fmt.Sprintf("%s since %s (%s %s)", d.opts.Who, time.Now().UTC().Format(time.RFC3339), d.action, d.commitName())
+	if d.opts.Message != "" {
+		vars.Lock += ": " + d.opts.Message
+	}
+	vars.LockWait = d.opts.LockWait
+	vars.AuditLog = d.action == ActionRollback
+	if d.action == ActionDeploy {
+		vars.New = d.commit.Hash.String()
+		vars.Audit = auditHead{Who: d.opts.Who, Action: ActionDeploy, To: vars.New, Message: d.opts.Message}.prefix()
 	}
 	// The script's session outlives a cancelled ctx: a cutover under way
 	// must finish. Phase one ends the scripts itself on cancellation.
-	sess, state, err := openSession(context.WithoutCancel(ctx), conn, vars, hostScript, h.log)
+	sess, state, err := openSession(context.WithoutCancel(ctx), h.conn, vars, h.log)
 	h.mu.Lock()
 	h.sess, h.state = sess, state
 	h.mu.Unlock()
 	if err != nil {
 		return &HostError{Host: name, Step: "prepare", Err: err}
 	}
-	h.res.From = state.head
-	h.res.To = d.commit.Hash
-	if state.locked != "" {
-		h.res.Result = ResultRefused
-		h.audit(d, ResultRefused, "locked by "+state.locked, 0)
-		return &LockedError{Host: name, Owner: state.locked, Hint: d.opts.Hints.Unlock}
+	h.from = state.head
+	h.to = d.commit.Hash
+	if state.tookOver != "" {
+		h.log.Printf("took over the lock of a deploy that is gone: %s", lockHolder(state.tookOver))
+		h.audit(d, OutcomeTookOver, "stale lock of "+lockHolder(state.tookOver))
 	}
-	if len(state.changed) > 0 && !d.opts.DiscardEdits && d.action != "swap" {
-		h.res.Result = ResultRefused
-		h.audit(d, ResultRefused, "working copy edited on the host", 0)
+	if state.locked != "" {
+		h.res.Outcome = OutcomeRefused
+		h.audit(d, OutcomeRefused, "locked by "+lockHolder(state.locked))
+		return &LockedError{Host: name, Owner: lockHolder(state.locked), Hint: d.opts.Hints.Unlock}
+	}
+	if len(state.changed) > 0 && !d.opts.DiscardEdits && d.action != ActionSwap {
+		h.res.Outcome = OutcomeRefused
+		h.audit(d, OutcomeRefused, "working copy edited on the host")
 		return &ServerEditsError{Host: name, Paths: state.changed, Hint: d.opts.Hints.DiscardEdits}
 	}
 	return nil
 }
 
+// lockHolder is the readable part of a lock's owner ("pid=N boot=B who ...").
+func lockHolder(owner string) string {
+	if strings.HasPrefix(owner, "pid=") {
+		if _, rest, ok := strings.Cut(owner, " boot="); ok {
+			if _, who, ok := strings.Cut(rest, " "); ok {
+				return who
+			}
+		}
+	}
+	return owner
+}
+
 // seed pushes the commit to a host opened by open (for a rollback: picks
-// the host's target commit).
+// the host's target commit), and refuses a host whose untracked files the
+// new commit would overwrite.
 func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	name, sess, st := h.addr.Name(), h.sess, h.state
-	if d.action == ActionSwap {
+	switch d.action {
+	case ActionSwap:
 		return nil
+	case ActionRollback:
+		if err := d.prepareRollback(h, st); err != nil || h.res.Skipped {
+			return err
+		}
+		untracked, err := sess.verify(h.to)
+		if err != nil {
+			return &HostError{Host: name, Step: "prepare", Err: err}
+		}
+		return d.refuseUntracked(h, untracked)
 	}
-	if d.action == ActionRollback {
-		return d.prepareRollback(h, st)
+	end := func() error { // no push: end receive-pack with no update
+		_, err := sess.push(ctx, nil, st.head, nil, nil)
+		return err
 	}
 	if st.head == d.commit.Hash {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.commit)
-		if _, err := sess.push(ctx, nil, st.head, nil, nil); err != nil {
+		if err := end(); err != nil {
 			return &HostError{Host: name, Step: "seed", Err: err}
 		}
 		return nil
 	}
 	if !st.head.IsZero() && !d.opts.ForcePush {
 		ok, err := d.repo.IsAncestor(st.head, d.commit.Hash)
-		if err != nil {
-			return &HostError{Host: name, Step: "seed", Err: err}
+		if err != nil || (!ok && len(d.shallow) > 0) {
+			_ = end()
+			h.res.Outcome = OutcomeRefused
+			h.audit(d, OutcomeRefused, "history not provable from a shallow clone")
+			return &HostError{Host: name, Step: "seed", Err: d.shallowError(st.head, err)}
 		}
 		if !ok {
-			h.res.Result = ResultRefused
+			h.res.Outcome = OutcomeRefused
 			// End receive-pack before writing the audit line.
-			if _, err := sess.push(ctx, nil, st.head, nil, nil); err == nil {
-				h.audit(d, ResultRefused, "non-fast-forward", 0)
+			if end() == nil {
+				h.audit(d, OutcomeRefused, "non-fast-forward")
 			}
 			return &NonFastForwardError{Host: name, Commit: d.commit.Hash.String(), Current: d.describe(st.head), Hint: d.opts.Hints.ForcePush}
 		}
+	}
+	if len(d.shallow) > 0 && st.head.IsZero() {
+		_ = end()
+		h.res.Outcome = OutcomeRefused
+		return &HostError{Host: name, Step: "seed", Err: d.shallowError(st.head, nil)}
 	}
 	var progress io.Writer
 	if d.opts.Verbose {
@@ -486,23 +654,57 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		}
 		h.log.Printf("seeded %d commit(s), %d object(s), %s in %s (the host %s)", stats.commits, stats.objects, byteSize(stats.bytes), round(h.res.Seed), on)
 	}
-	return nil
+	return d.refuseUntracked(h, stats.untracked)
 }
 
-// prepareRollback picks the host's rollback target from its audit log.
-func (d *deployment) prepareRollback(h *hostDeploy, st hostState) error {
-	prev := previousCommit(st.audit)
-	if prev == "" || !plumbing.IsHash(prev) {
-		h.res.Result = ResultRefused
-		return &HostError{Host: h.addr.Name(), Step: "prepare", Err: fmt.Errorf("%w: the host's audit log records no earlier successful deploy", ErrNoPrevious)}
+// shallowError explains a deploy a shallow clone cannot prove safe.
+func (d *deployment) shallowError(head plumbing.Hash, cause error) error {
+	what := "the host is empty, and a shallow clone cannot give it a whole history"
+	if !head.IsZero() {
+		what = fmt.Sprintf("the host is on %s, which is not inside the local (shallow) history, so gitric cannot tell whether the deploy would lose history", short(head))
 	}
-	h.res.To = plumbing.NewHash(prev)
-	if h.res.To == st.head {
-		h.res.Skipped = true
-		h.log.Printf("already on %s; nothing to do", d.describe(h.res.To))
+	if cause != nil && !errors.Is(cause, localrepo.ErrShallow) {
+		what += " (" + cause.Error() + ")"
+	}
+	return fmt.Errorf("%w: %s is a shallow clone: %s. Fetch the whole history first: git fetch --unshallow (in CI: actions/checkout with fetch-depth: 0)", ErrIncompleteClone, d.repo.Root(), what)
+}
+
+// refuseUntracked refuses a host whose untracked files the switch would
+// overwrite or delete, unless the user said to discard host edits.
+func (d *deployment) refuseUntracked(h *hostDeploy, paths []string) error {
+	if len(paths) == 0 {
 		return nil
 	}
-	h.log.Printf("will roll back from %s to %s", d.describe(st.head), d.describe(h.res.To))
+	if d.opts.DiscardEdits {
+		h.log.Printf("discardEdits: %d untracked file(s) on the host will be overwritten: %s", len(paths), strings.Join(paths, ", "))
+		return nil
+	}
+	h.res.Outcome = OutcomeRefused
+	h.audit(d, OutcomeRefused, "untracked files on the host would be overwritten")
+	return &UntrackedError{Host: h.addr.Name(), Paths: paths, Hint: d.opts.Hints.DiscardEdits}
+}
+
+// prepareRollback picks the host's rollback target from its audit log,
+// which must agree with what the host runs.
+func (d *deployment) prepareRollback(h *hostDeploy, st hostState) error {
+	top, prev := rollbackTarget(st.audit)
+	name := h.addr.Name()
+	if top != "" && top != st.head.String() {
+		h.res.Outcome = OutcomeRefused
+		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: the audit log says %s is live, but the host is on %s (changed outside gitric?); "+
+			"deploy the commit you want instead: %s", ErrAuditMismatch, shortHex(top), short(st.head), d.opts.Hints.ForcePush)}
+	}
+	if prev == "" || !plumbing.IsHash(prev) {
+		h.res.Outcome = OutcomeRefused
+		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: the host's audit log records no earlier successful deploy", ErrNoPrevious)}
+	}
+	h.to = plumbing.NewHash(prev)
+	if h.to == st.head {
+		h.res.Skipped = true
+		h.log.Printf("already on %s; nothing to do", d.describe(h.to))
+		return nil
+	}
+	h.log.Printf("will roll back from %s to %s", d.describe(st.head), d.describe(h.to))
 	return nil
 }
 
@@ -526,12 +728,14 @@ func (d *deployment) describe(h plumbing.Hash) string {
 	return h.String()[:7]
 }
 
-// cutoverAll is phase two: batches of hosts, one batch after another.
+// cutoverAll is phase two: batches of hosts, one batch after another. An
+// interrupt stops it from starting a batch, and from waiting for the one
+// under way (see close).
 func (d *deployment) cutoverAll(ctx context.Context) error {
 	var todo []*hostDeploy
 	for _, h := range d.hosts {
 		if h.res.Skipped {
-			h.res.Result = ResultOK
+			h.res.Outcome = OutcomeOK
 			continue
 		}
 		todo = append(todo, h)
@@ -548,14 +752,14 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 			reason := "an earlier batch failed"
 			if ctx.Err() != nil {
 				reason = "the deploy was interrupted"
-				if len(errs) == 0 {
-					errs = append(errs, fmt.Errorf("%w: %d host(s) were not cut over", ErrInterrupted, len(todo)-b*size))
-				}
+				errs = append(errs, fmt.Errorf("%w: %d host(s) were not cut over", ErrInterrupted, len(todo)-b*size))
 			}
 			for _, h := range todo[b*size:] {
-				h.res.Result = ResultAborted
-				h.audit(d, ResultAborted, reason, 0)
-				h.log.Printf("not cut over (%s); still on %s", reason, short(h.res.From))
+				h.res.Outcome = OutcomeAborted
+				if ctx.Err() == nil {
+					h.audit(d, OutcomeAborted, reason)
+				}
+				h.log.Printf("not cut over (%s); still on %s", reason, short(h.from))
 			}
 			break
 		}
@@ -564,80 +768,100 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 			names[i] = h.addr.Name()
 		}
 		d.con.Printf("phase 2/2: batch %d/%d: %v", b+1, batches, names)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
+		done := make(chan *hostDeploy, len(batch))
 		for _, h := range batch {
-			wg.Add(1)
+			d.cutovers.Add(1)
 			go func() {
-				defer wg.Done()
-				if err := d.cutover(h); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
+				defer d.cutovers.Done()
+				h.cutErr = d.cutover(h)
+				done <- h
 			}()
 		}
-		wg.Wait()
+		pending := len(batch)
+		var grace <-chan time.Time
+		for pending > 0 {
+			select {
+			case h := <-done:
+				pending--
+				h.cutDone = true
+				if h.cutErr != nil {
+					errs = append(errs, h.cutErr)
+				}
+			case <-ctx.Done():
+				if grace == nil {
+					grace = time.After(closeGrace)
+				}
+			case <-grace:
+				// Stop waiting: the hosts finish their step by themselves.
+				var busy []string
+				for _, h := range batch {
+					if !h.cutDone {
+						h.res.Finishing = true
+						busy = append(busy, h.addr.Name())
+					}
+				}
+				d.con.Printf("interrupted: %s still finishing the step under way; each finishes it, records it in its audit log and releases its lock by itself (see: %s)", strings.Join(busy, ", "), d.opts.Hints.Status)
+				for _, h := range todo[min(len(todo), (b+1)*size):] {
+					h.res.Outcome = OutcomeAborted
+					h.log.Printf("not cut over (the deploy was interrupted); still on %s", short(h.from))
+				}
+				return errors.Join(append(errs, fmt.Errorf("%w while %d host(s) were cutting over", ErrInterrupted, len(busy)))...)
+			}
+		}
+		if ctx.Err() != nil && b == batches-1 {
+			errs = append(errs, fmt.Errorf("%w (the last batch had finished)", ErrInterrupted))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// cutover runs stop, reset, start, check on one host, and rolls it back
-// when a step fails. It does not listen to cancellation: a host step under
-// way is finished, so that no service is left stopped (the script on the
-// host does the same if the connection drops).
+// cutover runs stop, switch, start, check on one host, and rolls it back
+// when a step fails after the switch. The host writes the audit line of
+// each cutover itself.
 func (d *deployment) cutover(h *hostDeploy) error {
 	name := h.addr.Name()
-	timer := time.AfterFunc(d.opts.CutoverTimeout, func() {
-		h.log.Printf("cutover took longer than %s; closing the connection", d.opts.CutoverTimeout)
-		h.conn.Close()
-	})
-	defer timer.Stop()
+	sess := h.session()
+	t := timeouts{stop: d.opts.StopTimeout, start: d.opts.StartTimeout, check: d.opts.CheckTimeout}
 	if d.action == ActionSwap {
 		begin := time.Now()
-		if err := h.sess.swap(); err != nil {
-			h.res.Result, h.res.Err = ResultFailed, &HostError{Host: name, Step: "swap", Err: err}
-			h.audit(d, ResultFailed, err.Error(), 0)
+		if err := sess.swap(h.auditHead(d, ActionSwap, h.from)); err != nil {
+			h.res.Outcome, h.res.Err = OutcomeFailed, &HostError{Host: name, Step: "swap", Err: err}
 			return h.res.Err
 		}
-		h.res.Result, h.res.Downtime = ResultOK, time.Since(begin)
-		h.audit(d, ResultOK, "", 0)
+		h.res.Outcome, h.res.Downtime = OutcomeOK, time.Since(begin)
 		return nil
 	}
-	r, err := h.sess.cutover(h.res.To)
+	r, err := sess.cutover(h.to, OutcomeOK, h.auditHead(d, d.action, h.to), t, d.opts.CutoverTimeout)
 	h.res.Stop, h.res.Reset, h.res.Start, h.res.Downtime = r.stop, r.reset, r.start, r.downtime
 	if err != nil {
-		h.res.Result, h.res.Err = ResultFailed, &HostError{Host: name, Step: "cutover", Err: err}
+		h.res.Outcome, h.res.Err = OutcomeFailed, &HostError{Host: name, Step: "cutover", Err: err}
 		return h.res.Err
 	}
-	step := r.failure(h.res.To)
+	step := r.failure(h.to, t)
 	if step == nil {
-		h.res.Result = ResultOK
-		h.log.Printf("downtime %s (stop %s, reset %s, start %s)", round(r.downtime), round(r.stop), round(r.reset), round(r.start))
-		h.audit(d, ResultOK, "", r.downtime)
+		h.res.Outcome = OutcomeOK
+		h.log.Printf("downtime %s (stop %s, switch %s, start %s)", round(r.downtime), round(r.stop), round(r.reset), round(r.start))
 		return nil
 	}
-	h.res.Result = ResultFailed
+	h.res.Outcome = OutcomeFailed
 	h.res.Err = &HostError{Host: name, Step: "cutover", Err: step}
-	stopFailed := r.stopStatus != "0" && r.stopStatus != "-"
-	moved := !stopFailed && r.resetStatus == "0" // the working copy is on To
-	if !moved || d.opts.NoRollback || h.res.From.IsZero() {
-		h.audit(d, ResultFailed, step.Error(), r.downtime)
+	if r.resetStatus == "f" {
+		h.res.Outcome = OutcomeRolledBack // the host put itself back
+	}
+	if !r.moved() || d.opts.NoRollback || h.from.IsZero() {
 		return h.res.Err
 	}
-	h.log.Printf("%v; rolling back to %s", step, d.describe(h.res.From))
-	rb, err := h.sess.cutover(h.res.From)
+	h.log.Printf("%v; rolling back to %s", step, d.describe(h.from))
+	rb, err := sess.cutover(h.from, OutcomeRolledBack, h.auditHead(d, d.action, h.from), t, d.opts.CutoverTimeout)
 	if err == nil {
-		err = rb.failure(h.res.From)
+		err = rb.failure(h.from, t)
 	}
 	if err != nil {
-		h.log.Printf("rollback to %s failed too: %v", short(h.res.From), err)
-		h.audit(d, ResultFailed, step.Error()+"; rollback failed: "+err.Error(), r.downtime)
+		h.log.Printf("rollback to %s failed too: %v", short(h.from), err)
 		return h.res.Err
 	}
-	h.res.Result = ResultRolledBack
-	h.audit(d, ResultRolledBack, step.Error(), r.downtime)
-	h.log.Printf("rolled back to %s", d.describe(h.res.From))
+	h.res.Outcome = OutcomeRolledBack
+	h.log.Printf("rolled back to %s", d.describe(h.from))
 	return h.res.Err
 }
 
@@ -645,15 +869,17 @@ func (d *deployment) cutover(h *hostDeploy) error {
 func (d *deployment) summary() {
 	rows := make([]console.Row, 0, len(d.hosts))
 	for _, h := range d.hosts {
-		result := h.res.Result
-		if result == "" {
-			result = ResultFailed
-		}
-		if h.res.Skipped {
+		result := string(h.res.Outcome)
+		switch {
+		case h.res.Finishing:
+			result = "finishing on the host"
+		case h.res.Skipped:
 			result = "ok (already there)"
+		case result == "":
+			result = string(OutcomeFailed)
 		}
 		rows = append(rows, console.Row{
-			Host: h.res.Host, From: short(h.res.From), To: short(h.res.To),
+			Host: h.res.Host, From: short(h.from), To: short(h.to),
 			Seed: h.res.Seed, Downtime: h.res.Downtime, Result: result,
 		})
 	}
@@ -665,6 +891,13 @@ func short(h plumbing.Hash) string {
 		return "-"
 	}
 	return h.String()[:7]
+}
+
+func shortHex(s string) string {
+	if len(s) < 7 {
+		return "-"
+	}
+	return s[:7]
 }
 
 func round(d time.Duration) string {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 var (
@@ -108,3 +111,49 @@ func (e *ServerEditsError) Error() string {
 }
 
 func (e *ServerEditsError) Unwrap() error { return ErrServerEdits }
+
+// ErrUntracked means a host has untracked files that the new commit would
+// overwrite or delete.
+var ErrUntracked = errors.New("untracked files on the host would be lost")
+
+// UntrackedError is a host refused because the switch would overwrite or
+// delete files that are not in its repository (a server-only config, an
+// uploads directory). Ignored files are not protected, as in git.
+type UntrackedError struct {
+	Host  string
+	Paths []string // at most 50
+	Hint  string
+}
+
+func (e *UntrackedError) Error() string {
+	return fmt.Sprintf("%s: %v: %s. The new commit would overwrite or delete these files, which are in no commit, so the host was left as it was. "+
+		"Move them out of the way (or commit them, or ignore them in .gitignore if they are expendable), or overwrite them: %s",
+		e.Host, ErrUntracked, strings.Join(e.Paths, ", "), e.Hint)
+}
+
+func (e *UntrackedError) Unwrap() error { return ErrUntracked }
+
+// Errors of the connection to a host, for errors.Is.
+var (
+	// ErrHostKeyUnknown means known_hosts does not list the host's key.
+	ErrHostKeyUnknown = remote.ErrHostKeyUnknown
+	// ErrHostKeyChanged means the host's key differs from known_hosts'.
+	ErrHostKeyChanged = remote.ErrHostKeyChanged
+	// ErrHostKeyRevoked means known_hosts marks the host's key @revoked.
+	ErrHostKeyRevoked = remote.ErrHostKeyRevoked
+	// ErrAuth means the host accepted none of the keys offered.
+	ErrAuth = remote.ErrAuth
+	// ErrUnreachable means no SSH connection could be made.
+	ErrUnreachable = remote.ErrUnreachable
+	// ErrConnectionLost means the connection died during the operation.
+	ErrConnectionLost = remote.ErrConnectionLost
+)
+
+// ErrScript matches every refusal of the host script (errors.Is); the
+// *ScriptError says which (errors.As).
+var ErrScript = hostscript.ErrScript
+
+// ScriptError is the host script's own report of why it stopped: its Code
+// (nogit, path, notempty, foreign, init, proto) and a message that says
+// what, where and how to fix it.
+type ScriptError = hostscript.ScriptError

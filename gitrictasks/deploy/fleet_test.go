@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // fleet is a local repository and n real sshd acting as distinct hosts
@@ -53,7 +53,7 @@ func (f *fleet) options() deploy.Options {
 			Start: "cp index.html running",
 		},
 		Dir: f.src.Dir,
-		SSH: remote.Config{KnownHostsFiles: []string{f.KnownHostsFile}, IdentityFiles: []string{f.ClientKeyFile}, IdentitiesOnly: true},
+		SSH: deploy.SSH{KnownHostsFiles: []string{f.KnownHostsFile}, IdentityFiles: []string{f.ClientKeyFile}, IdentitiesOnly: true},
 		Out: f.out,
 		Who: "tester@ci",
 	}
@@ -121,7 +121,7 @@ func TestFleetDeployAndAudit(t *testing.T) {
 		if f.head(t, i) != v2 || f.running(i) != "v2\n" {
 			t.Errorf("host %d: HEAD %s serving %q", i, f.head(t, i), f.running(i))
 		}
-		if r := res.Hosts[i]; r.Result != deploy.ResultOK || r.From.String() != v1 {
+		if r := res.Hosts[i]; r.Outcome != deploy.OutcomeOK || r.From != v1 {
 			t.Errorf("host %d: result %+v", i, r)
 		}
 		log := f.audit(t, i)
@@ -178,13 +178,16 @@ func TestFleetFailedBatchRollsBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "start command failed") {
 		t.Fatalf("deploy with a failing start = %v", err)
 	}
-	want := []struct{ head, result string }{{v2, "ok"}, {v1, "rolled-back"}, {v1, "aborted"}, {v1, "aborted"}}
+	want := []struct {
+		head   string
+		result deploy.Outcome
+	}{{v2, "ok"}, {v1, "rolled-back"}, {v1, "aborted"}, {v1, "aborted"}}
 	for i, w := range want {
 		if h := f.head(t, i); h != w.head {
 			t.Errorf("host %d on %.7s, want %.7s", i, h, w.head)
 		}
-		if res.Hosts[i].Result != w.result {
-			t.Errorf("host %d result %q, want %q", i, res.Hosts[i].Result, w.result)
+		if res.Hosts[i].Outcome != w.result {
+			t.Errorf("host %d result %q, want %q", i, res.Hosts[i].Outcome, w.result)
 		}
 		if log := f.audit(t, i); log[len(log)-1].Result != w.result {
 			t.Errorf("host %d audit %+v", i, log[len(log)-1])
@@ -301,7 +304,7 @@ func TestFleetStatusAndRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range rep.Hosts {
-		if s.Head.String() != v2 || !s.Current || s.Subject != "v2" || s.Deployed == nil || s.Deployed.Who != "tester@ci" {
+		if s.Head != v2 || !s.Current || s.Subject != "v2" || s.Deployed == nil || s.Deployed.Who != "tester@ci" {
 			t.Errorf("status %+v", s)
 		}
 	}

@@ -31,7 +31,8 @@ type Stage struct {
 	// user or port written here beats the config's.
 	Hosts []string
 	// Path is the repository (and working copy) on each host. A relative
-	// path is relative to the login user's home directory.
+	// path is relative to the home directory of the user that runs the
+	// commands there: the login user, or under Sudo the sudo user.
 	Path string
 	// Stop and Start are shell commands run on each host in Path, around
 	// the reset. Either may be empty.
@@ -51,7 +52,7 @@ type Stage struct {
 	//     Path/live and Path/next; a deploy goes to next while live keeps
 	//     serving, and Swap exchanges them.
 	// Service commands run in the working copy they are about.
-	Mode string
+	Mode Mode
 	// Keep is how many releases ModeRelease keeps (default 5); the live
 	// one and the one before it are never deleted.
 	Keep int
@@ -69,14 +70,17 @@ type Stage struct {
 	Submodules bool
 }
 
+// Mode is how a stage lays out and replaces the working copy on a host.
+type Mode string
+
 // Deploy modes for Stage.Mode.
 const (
-	ModeInPlace   = "inplace"
-	ModeRelease   = "release"
-	ModeBlueGreen = "bluegreen"
+	ModeInPlace   Mode = "inplace"
+	ModeRelease   Mode = "release"
+	ModeBlueGreen Mode = "bluegreen"
 )
 
-func (s Stage) mode() string {
+func (s Stage) mode() Mode {
 	if s.Mode == "" {
 		return ModeInPlace
 	}
@@ -117,10 +121,18 @@ type Options struct {
 	// Rev, so that history on the host is left behind.
 	ForcePush bool
 	// DiscardEdits deploys even over working copies that were edited on
-	// the host; by default such a host is refused and its edits listed.
+	// the host, and over untracked host files that the new commit would
+	// overwrite or delete; by default such a host is refused and the
+	// paths listed. (Ignored files are never protected, as in git.)
 	DiscardEdits bool
+	// TakeOver deploys into a Path that holds a git repository gitric did
+	// not create (gitric marks its own); by default that is refused.
+	TakeOver bool
+	// Message says why this deploy happens; it is recorded in the lock
+	// and in the audit logs.
+	Message string
 	// SSH says how to connect and whom to trust.
-	SSH remote.Config
+	SSH SSH
 	// Role limits the deploy to the stage's hosts with that role.
 	Role string
 	// Parallel is how many hosts are connected and seeded at once;
@@ -133,11 +145,23 @@ type Options struct {
 	// NoRollback leaves hosts whose cutover failed as they are, instead of
 	// resetting them to their previous commit.
 	NoRollback bool
-	// CutoverTimeout bounds stop + reset + start + check on one host;
-	// default 5m.
-	CutoverTimeout time.Duration
-	// CheckTimeout bounds how long Stage.Check may take to pass; default 30s.
+	// StopTimeout and StartTimeout bound each run of Stage.Stop and
+	// Stage.Start: past it the command, and whatever it started, is
+	// killed and the step fails (a stop that fails starts the old version
+	// again). Default 2m each. A start command may leave a daemon behind:
+	// its end is what counts.
+	StopTimeout, StartTimeout time.Duration
+	// CheckTimeout bounds how long Stage.Check may take to pass, all
+	// attempts together (an attempt that hangs is killed); default 30s.
 	CheckTimeout time.Duration
+	// CutoverTimeout bounds the switch of the working copy on one host (a
+	// checkout); default 10m.
+	CutoverTimeout time.Duration
+	// LockWait is how long to wait for a lock that a live deploy holds,
+	// instead of failing at once (for CI pipelines that queue). A lock
+	// whose holder is gone (its process died, or the host rebooted) is
+	// taken over at once, and the output and audit log say so.
+	LockWait time.Duration
 	// Who is recorded in locks and audit logs; default user@machine.
 	Who string
 	// JSON prints JSON lines instead of text, for CI logs.
@@ -150,6 +174,8 @@ type Options struct {
 	// Hints name the way to override a refusal in the caller's own terms
 	// (gitrictasks sets "mage allowDirty prod deploy" and the like).
 	Hints Hints
+
+	dial dialFunc // tests: how to reach a host
 }
 
 // Hints are the words a refusal uses to say how to override it.
@@ -158,6 +184,8 @@ type Hints struct {
 	ForcePush    string
 	Unlock       string
 	DiscardEdits string
+	TakeOver     string
+	Status       string
 }
 
 // ErrInvalidOptions means Options cannot describe a deploy.
@@ -176,6 +204,16 @@ func (o *Options) Validate() error {
 	}
 	if strings.ContainsRune(o.Stage.Path, 0) || strings.ContainsRune(o.Stage.Path, '\n') {
 		return bad("the repository path %q holds a NUL or newline", o.Stage.Path)
+	}
+	for name, cmd := range map[string]string{"Stop": o.Stage.Stop, "Start": o.Stage.Start, "Check": o.Stage.Check} {
+		if strings.ContainsRune(cmd, 0) || strings.Contains(cmd, "\n#gitric-end") {
+			return bad("the %s command holds a NUL byte or a line gitric reserves (#gitric-end)", name)
+		}
+	}
+	for _, d := range []time.Duration{o.StopTimeout, o.StartTimeout, o.CheckTimeout, o.CutoverTimeout, o.LockWait} {
+		if d < 0 {
+			return bad("timeouts must not be negative")
+		}
 	}
 	for _, h := range o.Stage.Hosts {
 		if _, err := remote.ParseAddress(h); err != nil {
@@ -251,7 +289,13 @@ func (o *Options) defaults() {
 		o.Parallel = 10
 	}
 	if o.CutoverTimeout == 0 {
-		o.CutoverTimeout = 5 * time.Minute
+		o.CutoverTimeout = 10 * time.Minute
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = 2 * time.Minute
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 2 * time.Minute
 	}
 	if o.CheckTimeout == 0 {
 		o.CheckTimeout = 30 * time.Second
@@ -273,6 +317,12 @@ func (o *Options) defaults() {
 	}
 	if o.Hints.DiscardEdits == "" {
 		o.Hints.DiscardEdits = "set DiscardEdits"
+	}
+	if o.Hints.TakeOver == "" {
+		o.Hints.TakeOver = "set TakeOver"
+	}
+	if o.Hints.Status == "" {
+		o.Hints.Status = "deploy.Status"
 	}
 	if o.Stage.Keep == 0 {
 		o.Stage.Keep = 5

@@ -1,325 +1,287 @@
 package deploy
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/gitric/gitric/gitrictasks/internal/console"
+	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/receivepack"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
-	"github.com/gitric/gitric/gitrictasks/internal/shell"
 )
 
 // seedRef is where a push puts the commit on a host: a ref of gitric's own,
 // so that seeding moves neither the checked-out branch nor the working copy.
 const seedRef = "refs/gitric/seed"
 
-// hostScript drives one host through a deploy in one session; see the
-// comments at its top for the protocol. statusScript only reads.
-var (
-	//go:embed host.sh
-	hostScript string
-	//go:embed status.sh
-	statusScript string
-)
-
-// scriptVars are the values a script run starts with.
-type scriptVars struct {
-	Path, Stop, Start, Check string
-	Mode                     string
-	Keep                     int
-	CheckWait                time.Duration
-	Lock                     string // owner description; empty: no lock
-	Push                     bool
-	Audit                    bool // report the audit log
-	Colors                   map[string]map[string]string
-	Sudo                     string
-	Submodules               bool
+// link is the engine's seam to one host: it starts a command there. An
+// SSH connection is one; the tests also drive the host script through a
+// local sh.
+type link interface {
+	start(ctx context.Context, cmd string) (*process, error)
+	close()
 }
 
-// command returns the command line that runs body with vars and token.
-func (v scriptVars) command(token, body string) string {
-	// A path written as ~/x means the same as x: ssh starts in the home
-	// directory, and a quoted ~ would not be expanded.
-	path := strings.TrimPrefix(v.Path, "~/")
-	if path == "~" {
-		path = "."
-	}
-	flag := func(b bool) string {
-		if b {
-			return "1"
-		}
-		return "0"
-	}
-	wait := int((v.CheckWait + time.Second - 1) / time.Second)
-	mode := v.Mode
-	if mode == "" {
-		mode = ModeInPlace
-	}
-	// colorenv exports a colour's settings for its service commands.
-	colorenv := "colorenv() { export GITRIC_COLOR=\"$1\"; case $1 in"
-	for _, c := range []string{"blue", "green"} {
-		var exports []string
-		keys := make([]string, 0, len(v.Colors[c]))
-		for k := range v.Colors[c] {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			exports = append(exports, "export "+k+"="+shell.Quote(v.Colors[c][k]))
-		}
-		if len(exports) > 0 {
-			colorenv += " " + c + ") " + strings.Join(exports, "; ") + " ;;"
-		}
-	}
-	colorenv += " esac; }"
-	script := strings.Join([]string{
-		"T=" + shell.Quote(token),
-		"P=" + shell.Quote(path),
-		"MODE=" + shell.Quote(mode),
-		"KEEP=" + strconv.Itoa(max(v.Keep, 2)),
-		"STOP=" + shell.Quote(v.Stop),
-		"START=" + shell.Quote(v.Start),
-		"CHECK=" + shell.Quote(v.Check),
-		"CHECKWAIT=" + strconv.Itoa(wait),
-		"LOCK=" + shell.Quote(v.Lock),
-		"PUSH=" + flag(v.Push),
-		"AUDIT=" + flag(v.Audit),
-		"SUBMODULES=" + flag(v.Submodules),
-	}, " ") + "\n" + colorenv + "\n" + body
-	if v.Sudo != "" {
-		// -n: fail rather than ask for a password; -H: the user's home.
-		return "sudo -n -H -u " + shell.Quote(v.Sudo) + " -- sh -c " + shell.Quote(script)
-	}
-	return script
+// process is a command started through a link.
+type process struct {
+	stdin  io.WriteCloser
+	stdout io.Reader
+	stderr io.Reader
+	wait   func() error
+	kill   func() // ends it at once: its streams close
 }
 
-func newToken() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "gitric-" + hex.EncodeToString(b[:])
+// sshLink is a link over one SSH connection.
+type sshLink struct{ host *remote.Host }
+
+func (l sshLink) start(ctx context.Context, cmd string) (*process, error) {
+	p, err := l.host.Start(ctx, "gitric host script", cmd)
+	if err != nil {
+		return nil, err
+	}
+	return &process{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr, wait: p.Wait, kill: func() { _ = p.Close() }}, nil
 }
+
+func (l sshLink) close() { l.host.Close() }
 
 // hostState is what a script reports about a host before any change.
 type hostState struct {
-	head    plumbing.Hash // zero: nothing deployed
-	when    time.Time     // HEAD's commit time (status only)
-	subject string        // HEAD's subject (status only)
-	changed []string      // git status lines of tracked files changed on the host
-	locked  string        // owner of a lock someone else holds
-	audit   []AuditEntry
+	head     plumbing.Hash // zero: nothing deployed
+	when     time.Time     // HEAD's commit time (status only)
+	subject  string        // HEAD's subject (status only)
+	changed  []string      // git status lines of tracked files changed on the host
+	locked   string        // owner of a lock someone else holds
+	tookOver string        // owner of a dead deploy's lock this run took over
+	foreign  bool          // a repository gitric did not create (status)
+	unlocked string        // the owner of the lock an unlock removed; "-": none
+	audit    []AuditEntry
 }
 
-// session is one host's script run, from prepare to the last command.
+// session is one run of the host script, from its hello to its end.
 type session struct {
-	host  *remote.Host
-	proc  *remote.Process
-	out   *bufio.Reader
+	proc  *process
+	dec   *hostscript.Decoder
 	token string
 	log   *console.Writer
+	sudo  string
 	// stderrDone is closed when the host's stderr has been copied out.
 	stderrDone chan struct{}
-	errCode    string
-	stderr     tail
-	sudo       string
-	once       sync.Once
-	waitErr    error
+	stderr     tailWriter
+
+	timedOut atomic.Pointer[string] // what a wait was for when its bound ran out
+	once     sync.Once
+	waitErr  error
 }
 
-// tail keeps the last 2 KiB written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
+// TimeoutError is a wait for a host that ran out of its bound.
+type TimeoutError struct {
+	What  string // what gitric waited for
+	After time.Duration
 }
 
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if n := len(t.buf) - 2048; n > 0 {
-		t.buf = t.buf[n:]
-	}
-	return len(p), nil
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%v: no answer from the host within %s while waiting for %s; the session was closed", ErrTimeout, e.After, e.What)
 }
 
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
+func (e *TimeoutError) Unwrap() error { return ErrTimeout }
 
-// openSession starts a script and reads the host's state: everything up to
-// the "modified" line (host script) or to the end (status script).
-func openSession(ctx context.Context, h *remote.Host, vars scriptVars, body string, log *console.Writer) (*session, hostState, error) {
-	token := newToken()
-	p, err := h.Start(ctx, "gitric host script", vars.command(token, body))
+// ErrTimeout means a host did not answer within a bound.
+var ErrTimeout = errors.New("timed out")
+
+// helloTimeout bounds the login: from the session's start to the script's
+// first line (a login script that waits for input ends here).
+const helloTimeout = 30 * time.Second
+
+// stepTimeout bounds a host step that runs no user command (the state
+// report, the untracked check, an audit line).
+const stepTimeout = 2 * time.Minute
+
+// openSession starts the host script for vars and reads the host's state:
+// everything up to the "ready" line.
+func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console.Writer) (*session, hostState, error) {
+	token := hostscript.NewToken()
+	p, err := l.start(ctx, hostscript.Command(vars.Sudo))
 	if err != nil {
 		return nil, hostState{}, err
 	}
-	s := &session{host: h, proc: p, out: bufio.NewReaderSize(p.Stdout, 64<<10), token: token, log: log, stderrDone: make(chan struct{}), sudo: vars.Sudo}
+	s := &session{proc: p, dec: hostscript.NewDecoder(p.stdout, token), token: token, log: log, sudo: vars.Sudo, stderrDone: make(chan struct{})}
 	go func() {
 		defer close(s.stderrDone)
-		_, _ = io.Copy(io.MultiWriter(log, &s.stderr), p.Stderr)
+		_, _ = io.Copy(io.MultiWriter(log, &s.stderr), p.stderr)
 		log.Flush()
 	}()
 	var st hostState
-	for {
-		word, arg, err := s.next()
-		if err != nil {
-			if errors.Is(err, io.EOF) && body == statusScript {
-				return s, st, s.wait()
-			}
-			return s, st, err
+	err = s.bounded("the host script to start", helloTimeout, func() error {
+		if _, err := io.WriteString(p.stdin, vars.Script(token)); err != nil {
+			return s.noScript(err)
 		}
-		switch word {
-		case "locked":
-			st.locked = arg
-		case "audit":
-			var e AuditEntry
-			if json.Unmarshal([]byte(arg), &e) == nil {
-				st.audit = append(st.audit, e)
-			}
-		case "head":
-			if arg != "none" {
-				if !plumbing.IsHash(arg) {
-					return s, st, fmt.Errorf("the host reported HEAD as %q, which is not a commit hash", arg)
-				}
-				st.head = plumbing.NewHash(arg)
-			}
-		case "commit":
-			ts, subject, _ := strings.Cut(arg, " ")
-			if n, err := strconv.ParseInt(ts, 10, 64); err == nil {
-				st.when = time.Unix(n, 0)
-			}
-			st.subject = subject
-		case "changed":
-			st.changed = append(st.changed, arg)
-		case "modified":
-			if body == hostScript {
-				return s, st, nil
-			}
-		default:
-			return s, st, fmt.Errorf("protocol: unexpected %q from the host script", word)
+		if err := s.dec.Hello(); err != nil {
+			return s.noScript(err)
 		}
-	}
-}
-
-// next reads the next protocol line. Lines without the token (a login
-// script that prints something) are skipped; an "error" line ends the run.
-func (s *session) next() (string, string, error) {
-	for {
-		line, err := s.out.ReadString('\n')
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if werr := s.ended(); werr != nil {
-					return "", "", werr
-				}
-				return "", "", io.EOF
-			}
-			return "", "", err
-		}
-		rest, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), s.token+" ")
-		if !ok {
-			continue
-		}
-		word, arg, _ := strings.Cut(rest, " ")
-		if word == "error" {
-			s.errCode = arg
-			return "", "", s.ended()
-		}
-		return word, arg, nil
-	}
-}
-
-// expect reads the next protocol line and checks its word.
-func (s *session) expect(want string) (string, error) {
-	word, arg, err := s.next()
-	if errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("the host script ended while gitric waited for %q", want)
-	}
+		return nil
+	})
 	if err != nil {
-		return "", err
+		return s, st, err
 	}
-	if word != want {
-		return "", fmt.Errorf("protocol: the host script said %q while gitric waited for %q", word, want)
-	}
-	return arg, nil
+	err = s.bounded("the host's state", stepTimeout, func() error {
+		for {
+			l, err := s.next("the host's state")
+			if err != nil {
+				return err
+			}
+			switch l.Word {
+			case hostscript.WordLocked:
+				st.locked = l.Arg
+			case hostscript.WordTookOver:
+				st.tookOver = l.Arg
+			case hostscript.WordForeign:
+				st.foreign = true
+			case hostscript.WordUnlocked:
+				st.unlocked = l.Arg
+				return nil
+			case hostscript.WordAudit:
+				var e AuditEntry
+				if json.Unmarshal([]byte(l.Arg), &e) == nil {
+					st.audit = append(st.audit, e)
+				}
+			case hostscript.WordHead:
+				if l.Arg != "none" {
+					if !plumbing.IsHash(l.Arg) {
+						return &hostscript.ProtocolError{Want: "a commit hash after head", Got: []byte(l.Arg)}
+					}
+					st.head = plumbing.NewHash(l.Arg)
+				}
+			case hostscript.WordCommit:
+				ts, subject, _ := strings.Cut(l.Arg, " ")
+				if n, err := strconv.ParseInt(ts, 10, 64); err == nil {
+					st.when = time.Unix(n, 0)
+				}
+				st.subject = subject
+			case hostscript.WordChanged:
+				st.changed = append(st.changed, l.Arg)
+			case hostscript.WordReady:
+				return nil
+			default:
+				return &hostscript.ProtocolError{Want: "the host's state", Got: []byte(l.Word)}
+			}
+		}
+	})
+	return s, st, err
 }
 
-// ended waits for the script to finish and returns the best explanation:
-// what the script printed on stderr is already on the console.
-func (s *session) ended() error {
-	werr := s.wait()
-	if s.errCode != "" {
-		return &ScriptError{Code: s.errCode}
+// noScript explains a session that ended (or broke) before the script ran:
+// a shell that cannot run it, a forced command, sudo asking for a password.
+func (s *session) noScript(err error) error {
+	if pe := (*hostscript.ProtocolError)(nil); errors.As(err, &pe) && !pe.EOF {
+		return err
 	}
+	werr := s.wait()
+	out := strings.TrimSpace(s.dec.Before() + s.stderr.String())
 	if s.sudo != "" && werr != nil {
-		if out := s.stderr.String(); strings.Contains(out, "password is required") || strings.Contains(out, "a terminal is required") {
+		if strings.Contains(out, "password is required") || strings.Contains(out, "a terminal is required") {
 			return fmt.Errorf("%w: sudo asks for a password to run commands as %s on this host; gitric never types one. "+
 				"Allow it without a password for the deploy user, e.g. in /etc/sudoers.d/gitric: <deploy user> ALL=(%s) NOPASSWD: ALL", ErrSudo, s.sudo, s.sudo)
 		}
-		if out := s.stderr.String(); strings.Contains(out, "unknown user") {
+		if strings.Contains(out, "unknown user") {
 			return fmt.Errorf("%w: there is no user %s on this host", ErrSudo, s.sudo)
 		}
 	}
-	return werr
+	var ee *remote.ExitError
+	if errors.As(werr, &ee) && ee.Status == hostscript.ExitConsumed {
+		return fmt.Errorf("%w: the login shell read part of the script gitric sent on standard input (a login script such as ~/.bashrc that reads stdin?); nothing was changed", ErrNoShell)
+	}
+	if out == "" {
+		out = "nothing"
+	}
+	why := err.Error()
+	if werr != nil {
+		why = werr.Error()
+	}
+	return fmt.Errorf("%w: the host did not run gitric's script under /bin/sh (%s). It printed: %s. "+
+		"The login shell must be able to run a command (not /bin/false or nologin), and no forced command (command= in authorized_keys, ForceCommand) may replace it",
+		ErrNoShell, why, clip(out, 400))
 }
+
+// ErrNoShell means the host gave no shell that could run the host script.
+var ErrNoShell = errors.New("the host did not run the host script")
 
 // ErrSudo means the host's sudo refused to run gitric as the stage's user.
 var ErrSudo = errors.New("sudo refused")
 
+// bounded runs fn, closing the session if it takes longer than d: the read
+// under way then fails, and the error says what was awaited and how long.
+func (s *session) bounded(what string, d time.Duration, fn func() error) error {
+	t := time.AfterFunc(d, func() {
+		s.timedOut.Store(&what)
+		s.proc.kill()
+	})
+	err := fn()
+	if !t.Stop() && err != nil {
+		if w := s.timedOut.Load(); w != nil {
+			return &TimeoutError{What: *w, After: d}
+		}
+	}
+	return err
+}
+
+// next reads the next protocol line; an error line ends the run.
+func (s *session) next(want string) (hostscript.Line, error) {
+	l, err := s.dec.Next(want)
+	if err != nil {
+		var pe *hostscript.ProtocolError
+		if errors.As(err, &pe) && pe.EOF {
+			if werr := s.wait(); werr != nil {
+				return l, fmt.Errorf("%w (%v)", err, werr)
+			}
+		}
+		return l, err
+	}
+	return l, nil
+}
+
+func (s *session) expect(word string) (string, error) {
+	l, err := s.next(strconv.Quote(word))
+	if err != nil {
+		return "", err
+	}
+	if l.Word != word {
+		return "", &hostscript.ProtocolError{Want: strconv.Quote(word), Got: []byte(l.Word + " " + l.Arg)}
+	}
+	return l.Arg, nil
+}
+
+// send writes one command line to the script.
+func (s *session) send(words ...string) error {
+	if err := hostscript.Send(s.proc.stdin, s.token, words...); err != nil {
+		return fmt.Errorf("send %s to the host script: %w", words[0], err)
+	}
+	return nil
+}
+
 // wait ends the script's input (it exits, releasing its lock) and waits.
 func (s *session) wait() error {
 	s.once.Do(func() {
-		_ = s.proc.Stdin.Close()
-		_, _ = io.Copy(io.Discard, s.out)
+		_ = s.proc.stdin.Close()
+		_, _ = io.Copy(io.Discard, s.dec.Reader())
 		<-s.stderrDone
-		s.waitErr = s.proc.Wait()
+		s.waitErr = s.proc.wait()
 	})
 	return s.waitErr
 }
 
-// ScriptError is a refusal by the host script; the details were printed on
-// the host's stderr, prefixed by host.
-type ScriptError struct {
-	Code string // nogit, path, init, seed, proto
-}
-
-// Error says what kind of failure it was.
-func (e *ScriptError) Error() string {
-	switch e.Code {
-	case "nogit":
-		return "git is not installed on the host"
-	case "path":
-		return "the repository path on the host cannot be used (see the host's message above)"
-	case "init":
-		return "could not create the repository on the host"
-	case "seed":
-		return "git receive-pack failed on the host"
-	default:
-		return "the host script failed: " + e.Code
-	}
-}
-
-// ErrScript lets errors.Is find any ScriptError.
-var ErrScript = errors.New("host script failed")
-
-// Is matches ErrScript.
-func (e *ScriptError) Is(target error) bool { return target == ErrScript }
+// abandon closes the session without waiting: the script finishes its
+// step on the host by itself and releases its lock.
+func (s *session) abandon() { s.proc.kill() }
 
 // packFunc writes the pack for a push: what want needs beyond haves.
 type packFunc func(w io.Writer, haves []plumbing.Hash) (commits, objects int, err error)
@@ -328,6 +290,7 @@ type packFunc func(w io.Writer, haves []plumbing.Hash) (commits, objects int, er
 type seedStats struct {
 	commits, objects int
 	bytes            int64
+	untracked        []string // host files the new commit would overwrite
 }
 
 // refTarget is a ref a push sets on the host.
@@ -336,20 +299,26 @@ type refTarget struct {
 	want plumbing.Hash
 }
 
+// idleTimeout bounds a push that makes no progress: the host neither takes
+// bytes nor answers.
+const idleTimeout = 2 * time.Minute
+
 // push seeds the host: receive-pack's advertisement, then the updates of
 // the targets' refs, with a pack of what the host lacks. A nil pack sends
-// no update at all, which ends receive-pack (a host already on the commit).
+// no update at all, which ends receive-pack (a host already on the commit,
+// or refused). The script then reports the seed and the untracked files
+// the new commit would overwrite.
 func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.Hash, pack packFunc, progress io.Writer) (seedStats, error) {
-	conn := receivepack.Conn{In: s.proc.Stdin, Out: s.out}
+	var st seedStats
+	cw := &countingWriter{w: s.proc.stdin}
+	stop := s.watchProgress(cw)
+	defer stop()
+	conn := receivepack.Conn{In: cw, Out: s.dec.Reader(), Abort: func() { _ = s.proc.stdin.Close() }}
 	p, err := receivepack.Start(conn)
 	if err != nil {
-		if serr := s.ended(); serr != nil {
-			return seedStats{}, serr
-		}
-		return seedStats{}, err
+		return st, s.pushError(err)
 	}
 	refs := p.Refs()
-	var st seedStats
 	var updates []receivepack.Update
 	for _, t := range targets {
 		if pack != nil && refs[t.ref] != t.want {
@@ -360,30 +329,119 @@ func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.H
 	if !head.IsZero() {
 		haves = append(haves, head)
 	}
-	cw := &countingWriter{}
+	start := cw.count()
 	err = p.Send(ctx, updates, func(w io.Writer) error {
-		cw.w = w
-		stop := s.meter(cw)
-		defer stop()
+		stopMeter := s.meter(cw)
+		defer stopMeter()
 		var perr error
-		st.commits, st.objects, perr = pack(cw, haves)
+		st.commits, st.objects, perr = pack(w, haves)
 		return perr
 	}, progress)
-	st.bytes = cw.count()
+	st.bytes = cw.count() - start
 	if err != nil {
-		if serr := s.ended(); serr != nil {
-			return st, serr
-		}
-		return st, err
+		return st, s.pushError(err)
 	}
-	_, err = s.expect("seeded")
+	err = s.bounded("the host to store the pack", stepTimeout, func() error {
+		arg, err := s.expect(hostscript.WordSeeded)
+		if err != nil {
+			return err
+		}
+		rc, seed, _ := strings.Cut(arg, " ")
+		if rc != "0" {
+			return fmt.Errorf("git receive-pack failed on the host (exit status %s); see its message above", rc)
+		}
+		if len(updates) > 0 && seed != targets[0].want.String() {
+			return fmt.Errorf("the host's git did not store %s (refs/gitric/seed is %s)", short(targets[0].want), seed)
+		}
+		st.untracked, err = s.untrackedList()
+		return err
+	})
 	return st, err
+}
+
+// untrackedList reads untracked lines up to "verified".
+func (s *session) untrackedList() ([]string, error) {
+	var paths []string
+	for {
+		l, err := s.next(`"untracked" or "verified"`)
+		if err != nil {
+			return paths, err
+		}
+		switch l.Word {
+		case hostscript.WordUntracked:
+			paths = append(paths, l.Arg)
+		case hostscript.WordVerified:
+			return paths, nil
+		default:
+			return paths, &hostscript.ProtocolError{Want: `"untracked" or "verified"`, Got: []byte(l.Word)}
+		}
+	}
+}
+
+// verify asks which untracked files checking want out would overwrite.
+func (s *session) verify(want plumbing.Hash) ([]string, error) {
+	var paths []string
+	err := s.bounded("the host's untracked files", stepTimeout, func() error {
+		if err := s.send(hostscript.CmdVerify, want.String()); err != nil {
+			return err
+		}
+		var err error
+		paths, err = s.untrackedList()
+		return err
+	})
+	return paths, err
+}
+
+// pushError prefers the script's account of a failed push, then git's.
+func (s *session) pushError(err error) error {
+	var se *hostscript.ScriptError
+	if errors.As(err, &se) {
+		return err
+	}
+	if w := s.timedOut.Load(); w != nil {
+		return &TimeoutError{What: *w, After: idleTimeout}
+	}
+	// A dead connection explains a broken stream better than the stream.
+	var werr error
+	_ = s.bounded("the host script to end", 10*time.Second, func() error { werr = s.wait(); return werr })
+	if errors.Is(werr, remote.ErrConnectionLost) {
+		return werr
+	}
+	return err
+}
+
+// watchProgress closes the session when the push makes no progress for
+// idleTimeout (keepalives catch a dead connection; this, a live one whose
+// other end stopped reading).
+func (s *session) watchProgress(cw *countingWriter) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		last, since := int64(-1), time.Now()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if n := cw.count(); n != last {
+					last, since = n, time.Now()
+				} else if time.Since(since) > idleTimeout {
+					what := "the host to take the pack"
+					s.timedOut.Store(&what)
+					s.proc.kill()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // meter prints the push's progress every two seconds while it lasts.
 func (s *session) meter(cw *countingWriter) (stop func()) {
 	done := make(chan struct{})
-	start := time.Now()
+	start, base := time.Now(), cw.count()
 	go func() {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
@@ -392,7 +450,7 @@ func (s *session) meter(cw *countingWriter) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				n := cw.count()
+				n := cw.count() - base
 				s.log.Printf("seeding: %s sent, %s/s", byteSize(n), byteSize(int64(float64(n)/time.Since(start).Seconds())))
 			}
 		}
@@ -407,70 +465,126 @@ type cutoverResult struct {
 	startStatus, checkStatus     string
 }
 
+// timeouts are the bounds of the service commands, for messages.
+type timeouts struct{ stop, start, check time.Duration }
+
 // failure names the step that failed, or returns nil.
-func (r cutoverResult) failure(want plumbing.Hash) error {
+func (r cutoverResult) failure(want plumbing.Hash, t timeouts) error {
 	switch {
 	case r.stopStatus == "p":
 		return fmt.Errorf("could not check %s out on the host (see its message above); the service was not stopped", short(want))
+	case r.stopStatus == "t":
+		return fmt.Errorf("%w: the stop command did not finish within %s and was killed; the working copy was not changed, and the service was started again", ErrCommandTimeout, t.stop)
 	case r.stopStatus != "0" && r.stopStatus != "-":
-		return fmt.Errorf("the stop command failed (exit status %s); the working copy was not changed", r.stopStatus)
+		return fmt.Errorf("the stop command failed (exit status %s); the working copy was not changed, and the service was started again", r.stopStatus)
+	case r.resetStatus == "f":
+		return fmt.Errorf("could not check %s out on the host (a full disk?); the working copy was put back on the old commit and the service started there", short(want))
+	case r.resetStatus == "x":
+		return fmt.Errorf("%w: could not check %s out on the host, nor put the old commit back: the working copy is mixed, and the service was NOT started. Free the disk (or fix what the host's message above says) and deploy again", ErrMixed, short(want))
 	case r.resetStatus != "0":
-		return fmt.Errorf("git reset --hard %s failed (exit status %s); the service was started again on the old working copy", short(want), r.resetStatus)
-	case r.startStatus != "0":
-		return fmt.Errorf("the start command failed (exit status %s) after the reset to %s", r.startStatus, short(want))
+		return fmt.Errorf("checking %s out failed (status %s)", short(want), r.resetStatus)
+	case r.startStatus == "t":
+		return fmt.Errorf("%w: the start command did not finish within %s and was killed, after the switch to %s", ErrCommandTimeout, t.start, short(want))
+	case r.startStatus != "0" && r.startStatus != "-":
+		return fmt.Errorf("the start command failed (exit status %s) after the switch to %s", r.startStatus, short(want))
+	case r.checkStatus == "t":
+		return fmt.Errorf("%w: the health check did not pass within %s (its last attempt was killed) after the switch to %s", ErrCommandTimeout, t.check, short(want))
 	case r.checkStatus != "0" && r.checkStatus != "-":
-		return fmt.Errorf("the health check did not pass after the reset to %s", short(want))
+		return fmt.Errorf("the health check did not pass within %s after the switch to %s", t.check, short(want))
 	}
 	return nil
 }
 
-// cutover tells the script to stop, reset to want, start and check, and
-// times each step. The error is a broken session; a failing step is in the
-// result (see failure).
-func (s *session) cutover(want plumbing.Hash) (cutoverResult, error) {
+// moved says whether the host's working copy is on the new commit.
+func (r cutoverResult) moved() bool {
+	return r.resetStatus == "0" && (r.stopStatus == "0" || r.stopStatus == "-")
+}
+
+var (
+	// ErrCommandTimeout means a service command ran past its timeout and
+	// was killed.
+	ErrCommandTimeout = errors.New("command timed out")
+	// ErrMixed means a host's working copy is neither on the old commit
+	// nor on the new one.
+	ErrMixed = errors.New("working copy left mixed")
+)
+
+// auditHead is what gitric tells the host to put at the start of the audit
+// line it writes at the switch.
+type auditHead struct {
+	Who     string `json:"who"`
+	Action  Action `json:"action"`
+	From    string `json:"from,omitempty"`
+	To      string `json:"to,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+func (a auditHead) prefix() string {
+	b, _ := json.Marshal(a)
+	return strings.TrimSuffix(string(b), "}")
+}
+
+// cutover tells the script to stop, switch to want, start and check, and
+// times each step. The host writes the audit line (ok is its result if
+// every step passes). The error is a broken session; a failing step is in
+// the result (see failure).
+func (s *session) cutover(want plumbing.Hash, ok Outcome, audit auditHead, t timeouts, overall time.Duration) (cutoverResult, error) {
 	var r cutoverResult
-	var begin time.Time
-	if _, err := fmt.Fprintf(s.proc.Stdin, "cutover %s\n", want); err != nil {
-		return r, fmt.Errorf("send cutover: %w", err)
+	if err := s.send(hostscript.CmdCutover, want.String(), string(ok), audit.prefix()); err != nil {
+		return r, err
 	}
+	const grace = 15 * time.Second // the kill after a timeout, and the network
 	steps := []struct {
 		word   string
+		bound  time.Duration
 		status *string
 		took   *time.Duration
 	}{
-		{"stopping", nil, nil},
-		{"stopped", &r.stopStatus, &r.stop},
-		{"reset", &r.resetStatus, &r.reset},
-		{"started", &r.startStatus, &r.start},
+		{hostscript.WordStopping, overall, nil, nil},
+		{hostscript.WordStopped, t.stop + grace, &r.stopStatus, &r.stop},
+		{hostscript.WordReset, overall, &r.resetStatus, &r.reset},
+		{hostscript.WordStarted, t.start + grace, &r.startStatus, &r.start},
+		{hostscript.WordChecked, t.check + grace, &r.checkStatus, nil},
 	}
+	var begin time.Time
 	mark := time.Now()
 	for _, st := range steps {
-		arg, err := s.expect(st.word)
+		var arg string
+		err := s.bounded(st.word+" from the host", st.bound, func() error {
+			var err error
+			arg, err = s.expect(st.word)
+			return err
+		})
 		if err != nil {
 			return r, err
 		}
-		if st.status != nil {
-			*st.status, *st.took = arg, time.Since(mark)
-		} else {
+		if st.status == nil {
 			begin = time.Now() // the downtime starts with the stop command
+		} else {
+			*st.status = arg
+			if st.took != nil {
+				*st.took = time.Since(mark)
+			}
+		}
+		if st.word == hostscript.WordStarted {
+			r.downtime = time.Since(begin)
 		}
 		mark = time.Now()
-		if st.word == "stopped" && arg != "0" && arg != "-" {
-			return r, nil // the script goes no further
-		}
 	}
-	r.downtime = time.Since(begin)
-	arg, err := s.expect("checked")
-	r.checkStatus = arg
-	return r, err
+	return r, nil
 }
 
 // swap exchanges live and next (blue/green).
-func (s *session) swap() error {
-	if _, err := io.WriteString(s.proc.Stdin, "swap\n"); err != nil {
-		return fmt.Errorf("send swap: %w", err)
-	}
-	status, err := s.expect("swapped")
+func (s *session) swap(audit auditHead) error {
+	var status string
+	err := s.bounded("the swap", stepTimeout, func() error {
+		if err := s.send(hostscript.CmdSwap, audit.prefix()); err != nil {
+			return err
+		}
+		var err error
+		status, err = s.expect(hostscript.WordSwapped)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -486,31 +600,56 @@ func (s *session) logAudit(e AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(s.proc.Stdin, "log %s\n", b); err != nil {
-		return fmt.Errorf("write the audit log: %w", err)
-	}
-	_, err = s.expect("logged")
-	return err
+	return s.bounded("the audit log", stepTimeout, func() error {
+		if err := s.send(hostscript.CmdLog, string(b)); err != nil {
+			return err
+		}
+		_, err := s.expect(hostscript.WordLogged)
+		return err
+	})
 }
 
+// countingWriter counts what goes through it.
 type countingWriter struct {
-	w  io.Writer
-	mu sync.Mutex
-	n  int64
+	w io.Writer
+	n atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.mu.Lock()
-	c.n += int64(n)
-	c.mu.Unlock()
+	c.n.Add(int64(n))
 	return n, err
 }
 
-func (c *countingWriter) count() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
+func (c *countingWriter) count() int64 { return c.n.Load() }
+
+// tailWriter keeps the last 2 KiB written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if n := len(t.buf) - 2048; n > 0 {
+		t.buf = t.buf[n:]
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func byteSize(n int64) string {

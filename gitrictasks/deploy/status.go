@@ -10,41 +10,43 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
-	"github.com/gitric/gitric/gitrictasks/internal/remote"
-	"github.com/gitric/gitric/gitrictasks/internal/shell"
 )
 
 // HostStatus is one host's deploy state.
 type HostStatus struct {
 	Host     string
-	Head     plumbing.Hash // zero: nothing deployed
+	Head     string // full hash; empty: nothing deployed
 	Subject  string
 	When     time.Time // HEAD's commit time
 	Deployed *AuditEntry
 	Current  bool     // HEAD is the local revision
 	Modified []string // git status lines of tracked files changed on the host
 	Locked   string   // lock owner, if locked
+	Foreign  bool     // Path holds a repository that gitric did not create
 	Err      error
 }
 
 // StatusReport is every host's state and a verdict on drift.
 type StatusReport struct {
-	Local   localrepo.Commit
+	Local   Commit
 	Hosts   []HostStatus
 	Verdict string
 }
 
 // Status reads every host's state in parallel, read-only, and prints it.
 func Status(ctx context.Context, opts Options) (*StatusReport, error) {
-	d, err := prepare(opts, "status")
+	d, err := prepare(ctx, opts, actionStatus)
 	if err != nil {
 		return nil, err
 	}
 	rep := &StatusReport{}
+	var local plumbing.Hash
 	if repo, err := localrepo.Open(d.opts.Dir); err == nil {
 		d.repo = repo
-		rep.Local, _ = repo.Resolve(d.opts.Rev)
+		c, _ := repo.Resolve(d.opts.Rev)
+		local, rep.Local = c.Hash, publicCommit(c)
 	}
 	rep.Hosts = make([]HostStatus, len(d.hosts))
 	var wg sync.WaitGroup
@@ -52,11 +54,11 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep.Hosts[i] = d.status(ctx, h, rep.Local.Hash)
+			rep.Hosts[i] = d.status(ctx, h, local)
 		}()
 	}
 	wg.Wait()
-	defer d.close()
+	defer d.close(false)
 	rep.Verdict = verdict(rep)
 	for i, h := range d.hosts {
 		s := rep.Hosts[i]
@@ -64,16 +66,18 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 		case s.Err != nil:
 			h.log.Printf("unreachable: %v", s.Err)
 			continue
-		case s.Head.IsZero():
+		case s.Foreign:
+			h.log.Printf("%s holds a git repository that gitric did not create", d.opts.Stage.Path)
+		case s.Head == "":
 			h.log.Printf("nothing deployed")
 		default:
-			line := fmt.Sprintf("%s %s (committed %s)", short(s.Head), s.Subject, s.When.Format("2006-01-02 15:04"))
+			line := fmt.Sprintf("%s %s (committed %s)", shortHex(s.Head), s.Subject, s.When.Format("2006-01-02 15:04"))
 			if s.Deployed != nil {
 				line += fmt.Sprintf(", deployed %s by %s", s.Deployed.Time.Local().Format("2006-01-02 15:04"), s.Deployed.Who)
 			}
 			if s.Current {
 				line += "; matches local " + rep.Local.Short()
-			} else if !rep.Local.Hash.IsZero() {
+			} else if rep.Local.Hash != "" {
 				line += "; local is " + rep.Local.Short()
 			}
 			h.log.Printf("%s", line)
@@ -91,19 +95,24 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 
 func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) HostStatus {
 	s := HostStatus{Host: h.addr.Name()}
-	conn, err := remote.Dial(ctx, h.addr, d.opts.SSH)
+	conn, err := d.dial(ctx, h.addr, nil)
 	if err != nil {
 		s.Err = err
 		return s
 	}
 	h.conn = conn
-	sess, st, err := openSession(ctx, conn, scriptVars{Path: d.opts.Stage.Path, Mode: d.opts.Stage.mode(), Sudo: d.opts.Stage.Sudo}, statusScript, h.log)
+	vars := d.vars(hostscript.Status)
+	vars.AuditLog = true
+	sess, st, err := openSession(ctx, conn, vars, h.log)
+	h.mu.Lock()
 	h.sess = sess
+	h.mu.Unlock()
 	if err != nil {
 		s.Err = err
 		return s
 	}
-	s.Head, s.Subject, s.When, s.Modified, s.Locked = st.head, st.subject, st.when, st.changed, st.locked
+	s.Head, s.Subject, s.When, s.Modified, s.Locked = hashString(st.head), st.subject, st.when, st.changed, lockHolder(st.locked)
+	s.Foreign = st.foreign
 	s.Current = !local.IsZero() && st.head == local
 	if e, ok := lastDeploy(st.audit); ok && e.To == st.head.String() {
 		s.Deployed = &e
@@ -113,7 +122,7 @@ func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.H
 
 // verdict sums the hosts up in one line.
 func verdict(rep *StatusReport) string {
-	commits := map[plumbing.Hash]int{}
+	commits := map[string]int{}
 	var down, modified, locked int
 	for _, s := range rep.Hosts {
 		switch {
@@ -133,18 +142,18 @@ func verdict(rep *StatusReport) string {
 	case 0:
 	case 1:
 		for h := range commits {
-			if h.IsZero() {
+			if h == "" {
 				parts = append(parts, "no host has a deploy")
 			} else if h == rep.Local.Hash {
-				parts = append(parts, fmt.Sprintf("no drift: every host is on %s, as local", short(h)))
+				parts = append(parts, fmt.Sprintf("no drift: every host is on %s, as local", shortHex(h)))
 			} else {
-				parts = append(parts, fmt.Sprintf("no drift: every host is on %s (local is %s)", short(h), short(rep.Local.Hash)))
+				parts = append(parts, fmt.Sprintf("no drift: every host is on %s (local is %s)", shortHex(h), rep.Local.Short()))
 			}
 		}
 	default:
 		var hs []string
 		for h, n := range commits {
-			hs = append(hs, fmt.Sprintf("%s on %d", short(h), n))
+			hs = append(hs, fmt.Sprintf("%s on %d", shortHex(h), n))
 		}
 		parts = append(parts, fmt.Sprintf("DRIFT: hosts are on %d different commits (%s)", len(commits), strings.Join(hs, ", ")))
 	}
@@ -161,36 +170,40 @@ func verdict(rep *StatusReport) string {
 }
 
 // Unlock removes the stage's deploy lock on every host: for a lock left
-// behind by a deploy that can no longer release it (a machine that died).
+// behind by a deploy that can no longer release it. (A lock whose holder
+// died is taken over by the next deploy by itself.)
 func Unlock(ctx context.Context, opts Options) error {
-	d, err := prepare(opts, "unlock")
+	d, err := prepare(ctx, opts, actionUnlock)
 	if err != nil {
 		return err
-	}
-	path := strings.TrimPrefix(d.opts.Stage.Path, "~/")
-	lock := path + "/.git/gitric/lock"
-	if d.opts.Stage.mode() != ModeInPlace {
-		lock = path + "/repo/gitric/lock"
-	}
-	cmd := "case " + shell.Quote(path) + " in /*) ;; *) cd \"${HOME:-.}\" ;; esac; if [ -d " + shell.Quote(lock) + " ]; then printf 'removed the lock of %s\\n' \"$(cat " + shell.Quote(lock+"/owner") + " 2>/dev/null)\"; rm -rf " + shell.Quote(lock) + "; else echo 'not locked'; fi"
-	if d.opts.Stage.Sudo != "" {
-		cmd = "sudo -n -H -u " + shell.Quote(d.opts.Stage.Sudo) + " -- sh -c " + shell.Quote(cmd)
 	}
 	var errs []error
 	var mu sync.Mutex
 	d.each(func(h *hostDeploy) {
-		conn, err := remote.Dial(ctx, h.addr, d.opts.SSH)
+		conn, err := d.dial(ctx, h.addr, nil)
 		if err == nil {
 			h.conn = conn
-			err = conn.Run(ctx, "unlock", cmd, nil, h.log, h.log)
+			var st hostState
+			var sess *session
+			sess, st, err = openSession(ctx, conn, d.vars(hostscript.Unlock), h.log)
+			h.mu.Lock()
+			h.sess = sess
+			h.mu.Unlock()
+			switch {
+			case err != nil:
+			case st.unlocked == "-":
+				h.log.Printf("not locked")
+			default:
+				h.log.Printf("removed the lock of %s", lockHolder(st.unlocked))
+			}
 		}
 		if err != nil {
 			mu.Lock()
-			errs = append(errs, err)
+			errs = append(errs, &HostError{Host: h.addr.Name(), Step: "unlock", Err: err})
 			mu.Unlock()
 		}
 	})
-	d.close()
+	d.close(false)
 	if len(errs) > 0 {
 		return fmt.Errorf("unlock: %w", errors.Join(errs...))
 	}

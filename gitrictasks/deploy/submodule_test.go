@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 )
 
 // TestSubmodules deploys a superproject with a submodule that has a nested
@@ -18,8 +18,8 @@ import (
 // place and in release mode. The host never fetches: its submodule
 // repositories borrow the objects gitric pushed.
 func TestSubmodules(t *testing.T) {
-	for _, mode := range []string{deploy.ModeInPlace, deploy.ModeRelease} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []deploy.Mode{deploy.ModeInPlace, deploy.ModeRelease} {
+		t.Run(string(mode), func(t *testing.T) {
 			f := newFixture(t, sshdtest.Options{})
 			inner := repotest.New(t)
 			inner.Commit(t, "inner v1", map[string]string{"inner.txt": "inner v1\n"})

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
-	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 	"github.com/gitric/gitric/gitrictasks/internal/shell"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
 const (

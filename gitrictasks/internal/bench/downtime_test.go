@@ -42,8 +42,8 @@ const (
 // environment that has the bench magefile deploy in it.
 type downtimeMode struct {
 	name string
-	mode string // Stage.Mode
-	path string // relative to the host's home
+	mode deploy.Mode // Stage.Mode
+	path string      // relative to the host's home
 	env  []string
 }
 
@@ -96,7 +96,7 @@ func TestCompareDowntime(t *testing.T) {
 		{name: "release", mode: deploy.ModeRelease, path: "release"},
 	}
 	for k, m := range modes {
-		modes[k].env = append(slices.Clip(env), "GITRIC_BENCH_MODE="+m.mode, "GITRIC_BENCH_PATH="+m.path)
+		modes[k].env = append(slices.Clip(env), "GITRIC_BENCH_MODE="+string(m.mode), "GITRIC_BENCH_PATH="+m.path)
 	}
 	deployTo := func(t *testing.T, m downtimeMode, sha string) (cutover, string) {
 		t.Helper()
@@ -260,8 +260,8 @@ func parseCutover(t *testing.T, out string) cutover {
 		}
 		if l.Summary {
 			summaries++
-			if l.Result != deploy.ResultOK {
-				t.Fatalf("gitric's summary says %q, want %q:\n%s", l.Result, deploy.ResultOK, out)
+			if l.Result != string(deploy.OutcomeOK) {
+				t.Fatalf("gitric's summary says %q, want %q:\n%s", l.Result, deploy.OutcomeOK, out)
 			}
 			c.downtimeMS = l.DowntimeMS
 			continue

@@ -16,9 +16,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
+	"github.com/gitric/gitric/gitrictasks/internal/remote"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
-	"github.com/gitric/gitric/gitrictasks/internal/remote"
 )
 
 // fixture is a local repository and a target sshd reached through a
@@ -63,7 +63,7 @@ func (f *fixture) options() deploy.Options {
 	return deploy.Options{
 		Stage: deploy.Stage{Name: "e2e", Hosts: []string{"target"}, Path: f.target},
 		Dir:   f.src.Dir,
-		SSH:   remote.Config{SSHConfigFile: f.config},
+		SSH:   deploy.SSH{ConfigFile: f.config},
 		Out:   f.out,
 	}
 }
@@ -210,7 +210,7 @@ Host *
 	opts := deploy.Options{
 		Stage:   deploy.Stage{Name: "e2e", Hosts: []string{"app"}, Path: path, Start: "echo started > started.txt"},
 		Dir:     src.Dir,
-		SSH:     remote.Config{SSHConfigFile: cfg},
+		SSH:     deploy.SSH{ConfigFile: cfg},
 		Out:     out,
 		Verbose: true,
 	}

@@ -51,6 +51,9 @@ type Update struct {
 type Conn struct {
 	In  io.Writer
 	Out io.Reader
+	// Abort, when set, ends the stream to receive-pack (closes In): Send
+	// calls it when the pack cannot be completed.
+	Abort func()
 }
 
 // Push is one push over a Conn, in the protocol's order: Start reads the
@@ -117,16 +120,29 @@ func (p *Push) Send(ctx context.Context, updates []Update, pack PackFunc, progre
 	report := make(chan error, 1)
 	go func() { report <- readReport(p.conn.Out, band, progress) }()
 
+	out := &trackedWriter{w: p.conn.In}
 	sendErr := func() error {
-		if err := req.Encode(p.conn.In); err != nil {
+		if err := req.Encode(out); err != nil {
 			return fmt.Errorf("send ref updates: %w", err)
 		}
-		if err := pack(p.conn.In); err != nil {
+		if err := pack(out); err != nil {
 			return fmt.Errorf("send pack: %w", err)
 		}
 		return nil
 	}()
-
+	if sendErr != nil && out.err == nil {
+		// The pack itself could not be made (a missing object): end the
+		// stream, so that receive-pack sees a truncated pack and exits
+		// instead of waiting for the rest, and say why.
+		if p.conn.Abort != nil {
+			p.conn.Abort()
+		}
+		select {
+		case <-report:
+		case <-ctx.Done():
+		}
+		return sendErr
+	}
 	select {
 	case err := <-report:
 		if err != nil {
@@ -137,6 +153,21 @@ func (p *Push) Send(ctx context.Context, updates []Update, pack PackFunc, progre
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// trackedWriter remembers the first write error, to tell a stream the
+// target closed from a pack that could not be made.
+type trackedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (t *trackedWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+	return n, err
 }
 
 func readReport(r io.Reader, band sideband.Type, progress io.Writer) error {

@@ -383,6 +383,15 @@ func (h *Host) Start(ctx context.Context, name, cmd string) (*Process, error) {
 	return p, nil
 }
 
+// Close ends the session at once: the command's streams close, and sshd
+// hangs up on it.
+func (p *Process) Close() error {
+	if p.done != nil {
+		p.done()
+	}
+	return p.sess.Close()
+}
+
 // Wait waits for the command to end and turns a failure into an *ExitError.
 // The caller must have consumed Stdout and Stderr (or handed them to
 // goroutines that do).

@@ -1,0 +1,597 @@
+# gitric's host script. One run drives one host through one operation,
+# in one SSH session. It reaches /bin/sh over the session's standard input
+# (see bootstrap in script.go), never through the login shell's parser, and
+# gitric puts the values it needs before this text:
+#   T        token that starts every protocol line, both ways
+#   ACTION   deploy, rollback, swap, status, unlock
+#   P        deploy root (relative to the home directory of the user the
+#            script runs as, or absolute)
+#   MODE     inplace: $P is the repository and the working copy;
+#            release: $P/repo holds the objects, each deploy checks out
+#              $P/releases/<time>-<sha>, $P/current points at the live one;
+#            bluegreen: $P/repo, working copies $P/blue and $P/green,
+#              $P/live and $P/next point at them; deploys go to next.
+#   NEW      the commit a deploy pushes (deploy only)
+#   KEEP     releases to keep (release mode)
+#   STOP START CHECK     service commands (may be empty)
+#   STOPWAIT STARTWAIT   seconds each may run before it is killed
+#   CHECKWAIT            seconds the check may take to pass, in all
+#   LOCK     lock owner description; empty: take no lock
+#   LOCKWAIT seconds to wait for a lock held by a live deploy
+#   ADOPT    1: take over a git repository that gitric did not create
+#   AUDITLOG 1: report the audit log's last lines
+#   AUD      the start of this run's audit entries, as a JSON object
+#            without its closing brace
+#   SUBMODULES  1: check out the submodules each deployed tree records
+#   colorenv()  exports a colour's settings (bluegreen)
+#
+# Standard output carries only the protocol: "$T word args" lines, and git
+# receive-pack's own stream between "ready" and "seeded". Everything meant
+# for people goes to standard error, which gitric prints prefixed by host.
+# Service commands get descriptors of their own (a log file under the
+# gitric directory, shown when they end), so a command that leaves a daemon
+# behind does not hold the session open.
+set -u
+trap : PIPE
+say() { printf '%s %s\n' "$T" "$*"; }
+# die CODE MESSAGE: the one error of this run.
+die() { say error "$1" "$2"; exit 1; }
+me() { id -un 2>/dev/null || echo "${USER:-this user}"; }
+
+# The first line gitric reads: what the login shell printed before it
+# (without a newline, even) stays on a line of its own.
+printf '\n'
+say hello 2
+
+# ---- prelude: the layout, resolved once for every action ----------------
+# A relative path is relative to the home of the user the script runs as
+# (under Stage.Sudo, that user's).
+command -v git >/dev/null 2>&1 || die nogit "git is not installed on this host, or not on the PATH of a non-interactive ssh login (install it, e.g. apt-get install git)"
+case $P in /*) ;; *) cd 2>/dev/null || die path "cannot enter the home directory ${HOME:-?} of $(me), where the relative repository path $P starts" ;; esac
+writes=1
+case $ACTION in status | unlock) writes= ;; esac
+# nothing: the report of a root with no deploy, for the read-only actions.
+nothing() {
+	if [ "$ACTION" = unlock ]; then say unlocked -; else
+		say head none
+		say ready
+	fi
+	exit 0
+}
+if [ ! -d "$P" ]; then
+	[ -n "$writes" ] || nothing
+	mkdir -p -- "$P" 2>/dev/null || die path "cannot create the repository path $P as $(me): permission denied or a file is in the way; create it with the right owner, or choose another path"
+fi
+cd -- "$P" 2>/dev/null || die path "cannot enter the repository path $P as $(me)"
+P=$PWD
+case $MODE in
+inplace) GD=.git W=$P L=$P ;;
+release) GD=repo W=$P/current L=$P/current ;;
+bluegreen) GD=repo W=$P/next L=$P/live ;;
+*) die proto "unknown mode $MODE" ;;
+esac
+R=$P/$GD G=$R/gitric
+# L is what serves (status), W what a deploy changes.
+
+
+headof() { git -C "$1" rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null || echo none; }
+
+# A root is gitric's when it has the gitric directory; an empty directory
+# becomes one; anything else is refused before anything is written.
+if [ ! -d "$G" ]; then
+	if [ -z "$writes" ]; then
+		[ ! -f "$R/HEAD" ] || say foreign "$R"
+		nothing
+	fi
+	if [ -f "$R/HEAD" ]; then
+		[ "$ADOPT" = 1 ] || die foreign "$R is a git repository that gitric did not create (it has no $GD/gitric directory); gitric will not take it over unless told to"
+	else
+		for f in * .[!.]* ..?*; do
+			[ -e "$f" ] || [ -L "$f" ] || continue
+			[ "$f" = "$GD" ] && continue
+			die notempty "the repository path $P is not empty and is not a gitric $MODE root; gitric will not take it over: empty it or choose another path"
+		done
+	fi
+	[ -w . ] || die path "the repository path $P is not writable by $(me): give that user the directory, or choose another path"
+	mkdir -p "$G" 2>/dev/null || die path "cannot create $G as $(me)"
+fi
+
+# ---- the lock: a symlink, made in one syscall, naming its holder ---------
+bootid() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || sysctl -n kern.boottime 2>/dev/null | sed 's/[^0-9]//g' || true; }
+lockowner() { readlink "$G/lock" 2>/dev/null || cat "$G/lock/owner" 2>/dev/null || echo 'an unknown deploy'; }
+# stale OWNER: the holder's process is gone, or the host rebooted since.
+stale() {
+	case $1 in "pid="*" boot="*) ;; *) return 1 ;; esac
+	pid=${1#pid=} pid=${pid%% *}
+	boot=${1#* boot=} boot=${boot%% *}
+	[ -n "$boot" ] && [ "$boot" != "$(bootid)" ] && return 0
+	kill -0 "$pid" 2>/dev/null && return 1
+	ps -p "$pid" >/dev/null 2>&1 && return 1
+	return 0
+}
+locked= mine=
+lock() {
+	info="pid=$$ boot=$(bootid) $LOCK"
+	waited=0
+	while :; do
+		# A directory is the lock of an older gitric (ln would link inside it).
+		if ! { [ -d "$G/lock" ] && [ ! -L "$G/lock" ]; } && ln -s -- "$info" "$G/lock" 2>/dev/null; then
+			mine=$info
+			trap unlock_mine EXIT
+			trap 'exit 1' HUP INT TERM
+			return 0
+		fi
+		owner=$(lockowner)
+		if stale "$owner" && mkdir "$G/lock.takeover" 2>/dev/null; then
+			# One taker at a time; the owner must still be the dead one.
+			if [ "$(lockowner)" = "$owner" ]; then
+				rm -f "$G/lock"
+				say tookover "$owner"
+			fi
+			rmdir "$G/lock.takeover"
+			continue
+		fi
+		if [ "$waited" -lt "$LOCKWAIT" ]; then
+			[ "$waited" -gt 0 ] || printf 'gitric: locked by %s; waiting up to %ss\n' "${owner#pid=* boot=* }" "$LOCKWAIT" >&2
+			sleep 1
+			waited=$((waited + 1))
+			continue
+		fi
+		locked=1
+		say locked "$owner"
+		return 1
+	done
+}
+unlock_mine() { [ -z "$mine" ] || [ "$(readlink "$G/lock" 2>/dev/null)" != "$mine" ] || rm -f "$G/lock"; }
+
+if [ "$ACTION" = unlock ]; then
+	if [ -e "$G/lock" ] || [ -L "$G/lock" ]; then
+		say unlocked "$(lockowner)"
+		rm -rf "$G/lock"
+	else
+		say unlocked -
+	fi
+	exit 0
+fi
+
+if [ -n "$writes" ] && [ -n "$LOCK" ]; then
+	lock || true
+fi
+if [ -z "$locked" ] && [ -n "$writes" ] && [ ! -f "$R/HEAD" ]; then
+	# Created under the lock, so two first deploys cannot both init.
+	case $MODE in
+	inplace) { git -c init.defaultBranch=main init -q . && git config receive.denyCurrentBranch ignore; } >&2 || die init "git init failed in $P" ;;
+	*) git -c init.defaultBranch=main init -q --bare "$R" >&2 || die init "git init failed in $R" ;;
+	esac
+fi
+[ -z "$writes" ] || [ -n "$locked" ] || mkdir -p "$G/log" 2>/dev/null || die path "cannot write in $G as $(me)"
+
+if [ "$ACTION" = status ]; then
+	[ -L "$G/lock" ] || [ -e "$G/lock" ] && say locked "$(lockowner)"
+fi
+if [ "$AUDITLOG" = 1 ] && [ -f "$G/audit.log" ]; then
+	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
+fi
+head=none
+[ ! -d "$L" ] || head=$(headof "$L")
+[ "$ACTION" = status ] || { [ ! -d "$W" ] || head=$(headof "$W"); }
+say head "$head"
+if [ "$head" != none ]; then
+	[ "$ACTION" != status ] || say commit "$(git -C "$L" --no-pager log -1 --format='%ct %s' HEAD)"
+	dir=$W
+	[ "$ACTION" != status ] || dir=$L
+	n=0
+	git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null | while IFS= read -r line; do
+		n=$((n + 1))
+		[ $n -gt 20 ] || say changed "$line"
+	done
+fi
+say ready
+[ "$ACTION" != status ] || exit 0
+
+# ---- helpers for the steps that change things ---------------------------
+# audit RESULT REASON [MS]: one line in the host's own audit log, written
+# here at the moment it happens, so the log holds even if gitric is gone.
+audit() {
+	printf '%s,"time":"%s","result":"%s","reason":"%s","downtime_ms":%s}\n' "$AUD" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "${3:-0}" >>"$G/audit.log" 2>/dev/null || true
+}
+now_ms() {
+	t=$(date +%s%N 2>/dev/null)
+	case $t in *[!0-9]* | '') echo $(($(date +%s) * 1000)) ;; *) echo $((t / 1000000)) ;; esac
+}
+
+# untracked DIR FROM TO: the untracked files in DIR that checking TO out
+# over FROM would overwrite or delete (a file TO adds, a directory where TO
+# has a file, a file where TO has a directory). Ignored files are not
+# listed: like git, gitric treats them as expendable.
+untracked() {
+	[ "$2" != none ] || return 0
+	{
+		git -C "$1" ls-files --others --exclude-standard 2>/dev/null | sed 's/^/U /'
+		git -C "$1" diff --name-only --no-renames --diff-filter=AT "$2" "$3" 2>/dev/null | sed 's/^/A /'
+	} | awk '
+		/^U / { u[substr($0, 3)] = 1; next }
+		/^A / { a[substr($0, 3)] = 1 }
+		END {
+			for (p in a) {
+				if (p in u) { print p; continue }
+				for (f in u) {
+					if (index(f, p "/") == 1 || index(p, f "/") == 1) print f
+				}
+			}
+		}' | sort -u | head -n 50
+}
+report_untracked() {
+	untracked "$@" | while IFS= read -r f; do say untracked "$f"; done
+}
+
+# killtree PID: TERM, then KILL, for PID and every process under it.
+killtree() {
+	pids=$(ps -A -o pid= -o ppid= 2>/dev/null | awk -v r="$1" '
+		{ parent[$1] = $2 }
+		END {
+			n = 1; l[1] = r
+			for (i = 1; i <= n; i++) for (c in parent) if (parent[c] == l[i]) l[++n] = c
+			for (i = 1; i <= n; i++) printf "%s ", l[i]
+		}')
+	[ -n "$pids" ] || pids=$1
+	kill -TERM $pids 2>/dev/null
+	sleep 1
+	kill -KILL $pids 2>/dev/null
+}
+
+# runcmd NAME CMD SECS DIR [COLOR]: a service command in DIR with its own
+# descriptors, killed (with what it started) after SECS seconds. Returns
+# its status, or 124 when it was killed at its timeout.
+runcmd() {
+	out=$G/log/$1.out
+	rm -f "$out" "$out.timeout"
+	(cd "$4" && { [ -z "${5:-}" ] || colorenv "$5"; } && eval "$2") >"$out" 2>&1 </dev/null &
+	pid=$!
+	(
+		i=0
+		while kill -0 "$pid" 2>/dev/null; do
+			if [ "$i" -ge "$3" ]; then
+				: >"$out.timeout"
+				killtree "$pid"
+				exit 0
+			fi
+			sleep 1
+			i=$((i + 1))
+		done
+	) >/dev/null 2>&1 </dev/null &
+	wd=$!
+	# A trapped signal ends wait early: wait again while it runs.
+	while :; do
+		wait "$pid"
+		st=$?
+		kill -0 "$pid" 2>/dev/null || break
+	done
+	kill "$wd" 2>/dev/null
+	cat "$out" >&2 2>/dev/null
+	if [ -f "$out.timeout" ]; then
+		rm -f "$out.timeout"
+		printf 'gitric: the %s command did not finish within %ss and was killed\n' "$1" "$3" >&2
+		return 124
+	fi
+	return "$st"
+}
+# status word of a command's exit: its number, or t for a timeout.
+word() { if [ "$1" -eq 124 ] && [ "${2:-}" = t ]; then echo t; else echo "$1"; fi; }
+
+# submodules DIR: check out the submodules DIR's commit records, at the
+# commits it records, recursively. Their repositories borrow the objects
+# the push put in $R, so nothing is ever fetched.
+submodules() {
+	[ "$SUBMODULES" = 1 ] || return 0
+	subtree "$1" "$(git -C "$1" rev-parse --absolute-git-dir)"
+}
+# subtree WORKTREE GITDIR
+subtree() {
+	[ -f "$1/.gitmodules" ] || return 0
+	git -C "$1" ls-tree -r HEAD | while read -r mode type sha path; do
+		[ "$mode" = 160000 ] || continue
+		name=$(git -C "$1" config -f .gitmodules --get-regexp '^submodule\..*\.path$' | while read -r key p; do
+			if [ "$p" = "$path" ]; then
+				key=${key#submodule.}
+				printf '%s\n' "${key%.path}"
+				break
+			fi
+		done)
+		[ -n "$name" ] || { echo "gitric: $1/$path: no .gitmodules entry" >&2; return 1; }
+		gd=$2/modules/$name
+		if [ ! -f "$gd/HEAD" ]; then
+			mkdir -p "$gd" && git --git-dir="$gd" init -q && git --git-dir="$gd" config core.bare false || return 1
+		fi
+		mkdir -p "$gd/objects/info" "$1/$path" || return 1
+		printf '%s\n' "$R/objects" >"$gd/objects/info/alternates"
+		git --git-dir="$gd" config core.worktree "$1/$path"
+		printf 'gitdir: %s\n' "$gd" >"$1/$path/.git"
+		git -C "$1/$path" reset -q --hard "$sha" || return 1
+		echo "submodule $path is now at $(printf %.7s "$sha")"
+		subtree "$1/$path" "$gd" || return 1
+	done
+}
+
+# checkout DIR COMMIT: reset DIR's working copy (and submodules) to COMMIT.
+checkout() { git -C "$1" reset --hard "$2" >&2 </dev/null && submodules "$1" >&2 </dev/null; }
+
+# check STATUS DIR [COLOR]: the health check, each attempt bounded by the
+# time left. Says checked 0 (passed), 1 (failed), t (timed out) or -.
+check() {
+	c=-
+	if [ -n "$CHECK" ] && [ "$1" = 0 ]; then
+		end=$(($(date +%s) + CHECKWAIT))
+		while :; do
+			left=$((end - $(date +%s)))
+			[ "$left" -ge 1 ] || left=1
+			runcmd check "$CHECK" "$left" "$2" "${3:-}" 2>/dev/null
+			r=$?
+			[ "$r" -ne 0 ] || { c=0; break; }
+			if [ "$(date +%s)" -ge "$end" ]; then
+				c=1
+				[ "$r" -ne 124 ] || c=t
+				cat "$G/log/check.out" >&2 2>/dev/null
+				printf 'gitric: the health check did not pass within %ss\n' "$CHECKWAIT" >&2
+				break
+			fi
+			sleep 1
+		done
+	fi
+	say checked $c
+	[ "$c" = 0 ] || [ "$c" = - ]
+}
+
+# swaplink NAME TARGET: point the symlink NAME at TARGET with one rename(2),
+# so that NAME always resolves to the old or the new target, never nothing.
+# mv -T (GNU, busybox) and mv -h (BSD, macOS) rename over the link itself.
+swaplink() {
+	ln -sfn "$2" "$1.gitric-new" || return 1
+	mv -fT "$1.gitric-new" "$1" 2>/dev/null || mv -fh "$1.gitric-new" "$1"
+}
+
+# ---- the cutover of each mode --------------------------------------------
+# Every cutover says stopping, stopped S, reset S, started S, checked S and
+# writes its audit line. stopped: 0, - (nothing to stop), p (the new tree
+# could not be prepared; nothing was stopped), or the stop command's status
+# (t: killed at its timeout; the service is then started again on the old
+# tree). reset: 0 (on the new commit), f (failed and put back on the old
+# one), x (failed and could not be put back: the service is not started).
+
+# finish OKWORD STATUS REASON: the audit line of a cutover.
+finish() {
+	ms=$(($(now_ms) - t0))
+	if [ "$2" = 0 ]; then audit "$1" "" "$ms"; else audit failed "$3" "$ms"; fi
+}
+
+# unprepared REASON: the new tree could not be made; nothing was stopped.
+unprepared() {
+	say stopping
+	say stopped p
+	say reset -
+	say started -
+	say checked -
+	finish "$okword" 1 "$1"
+}
+
+# stop DIR [COLOR]: the stop command; on failure, start the old tree again.
+stop_service() {
+	say stopping
+	t0=$(now_ms)
+	if [ -z "$STOP" ] || [ "$prev" = none ]; then
+		say stopped -
+		return 0
+	fi
+	runcmd stop "$STOP" "$STOPWAIT" "$1" "${2:-}"
+	s=$?
+	say stopped "$(word $s t)"
+	[ $s -ne 0 ] || return 0
+	s2=-
+	if [ -n "$START" ]; then
+		runcmd start "$START" "$STARTWAIT" "$1" "${2:-}"
+		s2=$(word $? t)
+	fi
+	say reset -
+	say started "$s2"
+	say checked -
+	r="the stop command failed (exit status $s)"
+	[ $s -ne 124 ] || r="the stop command timed out after ${STOPWAIT}s"
+	finish "$okword" 1 "$r"
+	return 1
+}
+
+# switch_tree DIR NEW: move a working copy; put it back if that fails.
+switch_tree() {
+	if checkout "$1" "$2"; then
+		say reset 0
+		return 0
+	fi
+	if [ "$prev" != none ] && checkout "$1" "$prev"; then
+		printf 'gitric: could not check %s out; the working copy is back on %.7s\n' "$2" "$prev" >&2
+		say reset f
+		return 1
+	fi
+	printf 'gitric: could not check %s out, nor put the old commit back: the working copy is mixed; the service was not started\n' "$2" >&2
+	say reset x
+	return 2
+}
+
+# start_and_check DIR RESET [COLOR]: start (unless the tree is mixed), check.
+start_and_check() {
+	s=-
+	if [ "$2" -ne 2 ] && [ -n "$START" ]; then
+		runcmd start "$START" "$STARTWAIT" "$1" "${3:-}"
+		s=$?
+		say started "$(word $s t)"
+	else
+		say started -
+	fi
+	st=0
+	[ "$s" = - ] || st=$s
+	check "$((st + $2))" "$1" "${3:-}"
+	c=$?
+	case $2 in
+	1) finish "$okword" 1 "the checkout failed; back on the old commit" ;;
+	2) finish "$okword" 1 "the checkout failed and the working copy is mixed; the service was not started" ;;
+	*) if [ "$st" -eq 124 ]; then
+		finish "$okword" 1 "the start command timed out after ${STARTWAIT}s"
+	elif [ "$st" -ne 0 ]; then
+		finish "$okword" 1 "the start command failed (exit status $st)"
+	elif [ $c -ne 0 ]; then
+		finish "$okword" 1 "the health check did not pass"
+	else
+		finish "$okword" 0 ""
+	fi ;;
+	esac
+}
+
+cutover_inplace() {
+	prev=$(headof .)
+	stop_service . || return 0
+	switch_tree "$P" "$1"
+	start_and_check . $?
+}
+
+# complete RELEASE: whether a release directory was fully checked out.
+complete() { [ -f "$(git -C "$1" rev-parse --absolute-git-dir 2>/dev/null)/gitric-complete" ] 2>/dev/null; }
+
+cutover_release() {
+	# Prepare the release while the service runs: reuse a complete, clean
+	# one of this commit, or check out a new one sharing the objects. A
+	# release that a crash left half-written is removed, never reused.
+	short=$(printf %.7s "$1")
+	rel=
+	for d in releases/*-"$short"; do
+		[ -d "$d" ] || continue
+		if [ "$(headof "$d")" = "$1" ] && complete "$d" && [ -z "$(git -C "$d" status --porcelain 2>/dev/null)" ]; then
+			rel=$d
+		elif [ "$(readlink current 2>/dev/null)" != "$d" ]; then
+			git --git-dir="$R" worktree remove --force "$P/$d" >/dev/null 2>&1 || rm -rf "$d"
+		fi
+	done
+	git --git-dir="$R" worktree prune 2>/dev/null
+	t0=$(now_ms)
+	if [ -z "$rel" ]; then
+		mkdir -p releases
+		rel=releases/$(date -u +%Y%m%dT%H%M%SZ)-$short
+		if ! { git --git-dir="$R" worktree add -q --detach "$P/$rel" "$1" && submodules "$P/$rel" && : >"$(git -C "$rel" rev-parse --absolute-git-dir)/gitric-complete"; } >&2 </dev/null; then
+			git --git-dir="$R" worktree remove --force "$P/$rel" >/dev/null 2>&1 || rm -rf "$rel"
+			git --git-dir="$R" worktree prune 2>/dev/null
+			unprepared "the release could not be checked out; the service was not stopped"
+			return 0
+		fi
+	fi
+	prev=$(readlink current 2>/dev/null || echo none)
+	stop_service current || return 0
+	if swaplink current "$rel"; then
+		say reset 0
+		r=0
+	else
+		say reset f
+		r=1
+	fi
+	start_and_check current $r
+	[ $r -ne 0 ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
+	# Keep the newest KEEP releases, and always the live and previous ones.
+	ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort -r | tail -n +$((KEEP + 1)) | while IFS= read -r old; do
+		[ "$old" = "$(readlink current)" ] || [ "$old" = "$prev" ] || [ "$old" = "${prev#"$P"/}" ] && continue
+		git --git-dir="$R" worktree remove --force "$P/$old" >/dev/null 2>&1 || rm -rf "$old"
+	done
+	git --git-dir="$R" worktree prune 2>/dev/null
+}
+
+cutover_bluegreen() {
+	t0=$(now_ms)
+	first=
+	if [ ! -L next ]; then
+		first=1
+		# First deploy: both colours start on this commit; blue is live.
+		for c in blue green; do
+			if ! { git --git-dir="$R" worktree add -q --detach "$P/$c" "$1" && submodules "$P/$c"; } >&2 </dev/null; then
+				unprepared "the $c working copy could not be checked out; nothing was started"
+				return 0
+			fi
+		done
+		swaplink live blue && swaplink next green
+	fi
+	color=$(basename "$(readlink next)")
+	prev=$(headof next)
+	[ -z "$first" ] || prev=none
+	stop_service next "$color" || return 0
+	switch_tree "$P/$color" "$1"
+	r=$?
+	start_and_check next $r "$color"
+	[ $r -ne 0 ] || printf 'next (%s) is now at %s; live is %s\n' "$color" "$(git -C next --no-pager log -1 --format='%h %s')" "$(basename "$(readlink live)")" >&2
+}
+
+swap_bluegreen() {
+	[ -L live ] && [ -L next ] || die proto "$P has no blue/green deploy to swap yet"
+	t0=$(now_ms)
+	l=$(readlink live) n=$(readlink next)
+	swaplink live "$n" && swaplink next "$l"
+	r=$?
+	printf 'live is now %s (%s), next is %s\n' "$(basename "$n")" "$(git -C live --no-pager log -1 --format='%h %s')" "$(basename "$l")" >&2
+	finish ok $r "renaming the live and next symlinks failed"
+	say swapped $r
+}
+
+# ---- the seed -------------------------------------------------------------
+# git receive-pack reads the push from gitric; afterwards seeded says its
+# exit status and what refs/gitric/seed holds. A push git refused is in
+# the audit log, and nothing after it is read as a command: the unread
+# part of a pack is not gitric's to interpret.
+if [ -z "$locked" ] && [ "$ACTION" = deploy ]; then
+	git receive-pack "$GD"
+	rc=$?
+	seed=$(git --git-dir="$R" rev-parse -q --verify 'refs/gitric/seed^{commit}' 2>/dev/null || echo none)
+	say seeded "$rc" "$seed"
+	if [ "$rc" -ne 0 ]; then
+		audit failed "git receive-pack failed (exit status $rc)"
+		exit 1
+	fi
+	if [ "$seed" = "$NEW" ] && [ "$MODE" != release ]; then
+		report_untracked "$W" "$head" "$NEW"
+	fi
+	say verified
+fi
+
+# ---- commands from gitric: "$T word args" lines ---------------------------
+while IFS= read -r line; do
+	case $line in "$T "*) ;; *) die proto "unexpected input on the script's stdin" ;; esac
+	# "$T cmd [arg [okword [rest]]]", split by hand: nothing is globbed.
+	rest=${line#"$T "}
+	cmd=${rest%% *} rest=${rest#"$cmd"} rest=${rest# }
+	arg=${rest%% *} rest=${rest#"$arg"} rest=${rest# }
+	okword=${rest%% *} rest=${rest#"$okword"} rest=${rest# }
+	case $cmd in
+	verify)
+		# The untracked files a rollback to $arg would lose.
+		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		[ "$MODE" = release ] || report_untracked "$W" "$head" "$arg"
+		say verified
+		;;
+	cutover)
+		[ -z "$locked" ] || die proto "cutover without the lock"
+		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		AUD=$rest
+		# A signal now must not leave the service down: finish the step.
+		trap : HUP INT TERM
+		"cutover_$MODE" "$arg"
+		trap 'exit 1' HUP INT TERM
+		;;
+	swap)
+		[ -z "$locked" ] || die proto "swap without the lock"
+		AUD=${line#"$T swap "}
+		trap : HUP INT TERM
+		swap_bluegreen
+		trap 'exit 1' HUP INT TERM
+		;;
+	log)
+		printf '%s\n' "${line#"$T log "}" >>"$G/audit.log" 2>/dev/null
+		say logged
+		;;
+	bye) exit 0 ;;
+	*) die proto "unknown command" ;;
+	esac
+done
+exit 0

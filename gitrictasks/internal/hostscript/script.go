@@ -1,0 +1,189 @@
+// Package hostscript is gitric's host side: one POSIX sh script with a
+// subcommand per operation (deploy, rollback, swap, status, unlock) over a
+// shared prelude that resolves the layout on the host once, and the
+// protocol gitric speaks with it.
+//
+// The script never passes through the login shell's parser: the command
+// line of the session is a fixed bootstrap (Command) that starts /bin/sh,
+// which reads the script, values included, from the session's standard
+// input. So the login shell may be bash, dash, zsh, fish or tcsh, and no
+// value (a path, a command, a secret) ever appears on a command line.
+//
+// The protocol is line-based and both ways prefixed by a random token:
+// "TOKEN word args". Before the script's hello line, anything on standard
+// output is the login shell's (a .bashrc that prints) and is skipped; after
+// it, anything but a protocol line is a violation that ends the run.
+package hostscript
+
+import (
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gitric/gitric/gitrictasks/internal/shell"
+)
+
+//go:embed host.sh
+var source string
+
+// body is the script as sent: without its comments and indentation, which
+// are for people (the script travels with every run).
+var body = strip(source)
+
+func strip(src string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(src, "\n") {
+		line = strings.TrimLeft(line, "\t ")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// Version is the protocol version the script's hello line names.
+const Version = "2"
+
+// Action is the operation a run of the script performs.
+type Action string
+
+// The script's subcommands.
+const (
+	Deploy   Action = "deploy"
+	Rollback Action = "rollback"
+	Swap     Action = "swap"
+	Status   Action = "status"
+	Unlock   Action = "unlock"
+)
+
+// Vars are the values a run of the script starts with.
+type Vars struct {
+	Action Action
+	// Path is the deploy root; relative to the home directory of the user
+	// the script runs as.
+	Path string
+	Mode string // inplace, release, bluegreen
+	// New is the commit a deploy pushes.
+	New                 string
+	Keep                int
+	Stop, Start, Check  string
+	StopWait, StartWait time.Duration
+	CheckWait           time.Duration
+	Lock                string // lock owner description; empty: no lock
+	LockWait            time.Duration
+	Adopt               bool // take over a repository gitric did not create
+	AuditLog            bool // report the audit log
+	Audit               string
+	Colors              map[string]map[string]string
+	Submodules          bool
+	Sudo                string // run as this user (validated by the caller)
+}
+
+// NewToken returns a fresh protocol token.
+func NewToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "gitric-" + hex.EncodeToString(b[:])
+}
+
+// Marker lines around the script on standard input.
+const (
+	beginMarker = "#gitric-begin " + Version
+	endMarker   = "#gitric-end"
+)
+
+// Command is the session's command line. It is the same for every run and
+// every host (but for the sudo user, a validated name): it is valid in
+// every common login shell, holds no value of the deploy, and starts
+// /bin/sh on the script that follows on standard input. The script is
+// read whole (sed stops at its last line; gitric sends nothing more until
+// the script speaks) and run only if its first line arrived intact: a
+// login script that ate part of standard input is caught here.
+func Command(sudo string) string {
+	run := shell.Quote(`if command -v sed >/dev/null 2>&1; then s=$(sed /^` + endMarker + `/q); else ` +
+		// No sed on the PATH: read with builtins (slower: byte by byte).
+		`n=$(printf "\nx"); n=${n%x}; s=; while IFS= read -r l; do s=$s$l$n; [ "$l" = "` + endMarker + `" ] && break; done; fi; ` +
+		`case $s in "` + beginMarker + `"*) eval "$s" ;; *) echo "gitric: the login shell consumed part of the script sent on standard input (does a login script read it?)" >&2; exit 97 ;; esac`)
+	if sudo != "" {
+		// -n: fail rather than ask for a password; -H: the user's home.
+		return "exec sudo -n -H -u " + sudo + " -- /bin/sh -c " + run
+	}
+	return "exec /bin/sh -c " + run
+}
+
+// ExitConsumed is the bootstrap's exit status when the script arrived
+// without its first line.
+const ExitConsumed = 97
+
+// Script is what the session's standard input starts with: the values,
+// then the script, between the markers.
+func (v Vars) Script(token string) string {
+	path := strings.TrimPrefix(v.Path, "~/")
+	if path == "~" {
+		path = "."
+	}
+	mode := v.Mode
+	if mode == "" {
+		mode = "inplace"
+	}
+	secs := func(d time.Duration) string { return strconv.Itoa(int((d + time.Second - 1) / time.Second)) }
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	audit := v.Audit
+	if audit == "" {
+		audit = "{"
+	}
+	var b strings.Builder
+	b.WriteString(beginMarker + "\n")
+	for _, kv := range [][2]string{
+		{"T", shell.Quote(token)},
+		{"ACTION", shell.Quote(string(v.Action))},
+		{"P", shell.Quote(path)},
+		{"MODE", shell.Quote(mode)},
+		{"NEW", shell.Quote(v.New)},
+		{"KEEP", strconv.Itoa(max(v.Keep, 2))},
+		{"STOP", shell.Quote(v.Stop)},
+		{"START", shell.Quote(v.Start)},
+		{"CHECK", shell.Quote(v.Check)},
+		{"STOPWAIT", secs(max(v.StopWait, time.Second))},
+		{"STARTWAIT", secs(max(v.StartWait, time.Second))},
+		{"CHECKWAIT", secs(max(v.CheckWait, time.Second))},
+		{"LOCK", shell.Quote(v.Lock)},
+		{"LOCKWAIT", secs(v.LockWait)},
+		{"ADOPT", flag(v.Adopt)},
+		{"AUDITLOG", flag(v.AuditLog)},
+		{"AUD", shell.Quote(audit)},
+		{"SUBMODULES", flag(v.Submodules)},
+	} {
+		b.WriteString(kv[0] + "=" + kv[1] + "\n")
+	}
+	// colorenv exports a colour's settings for its service commands.
+	b.WriteString("colorenv() { export GITRIC_COLOR=\"$1\"; case $1 in")
+	for _, c := range []string{"blue", "green"} {
+		keys := make([]string, 0, len(v.Colors[c]))
+		for k := range v.Colors[c] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var exports []string
+		for _, k := range keys {
+			exports = append(exports, "export "+k+"="+shell.Quote(v.Colors[c][k]))
+		}
+		if len(exports) > 0 {
+			b.WriteString(" " + c + ") " + strings.Join(exports, "; ") + " ;;")
+		}
+	}
+	b.WriteString(" esac; }\n")
+	b.WriteString(body)
+	b.WriteString("\n" + endMarker + "\n")
+	return b.String()
+}
