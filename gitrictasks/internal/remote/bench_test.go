@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
 // TestCompareConnectionSetup measures what one host costs to set up:

@@ -21,8 +21,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
 // TestConfigAlias: a host written as an ssh_config alias gets its

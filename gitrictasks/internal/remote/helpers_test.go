@@ -18,8 +18,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
 // logs collects Config.Logf output (what mage -v shows).

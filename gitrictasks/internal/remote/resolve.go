@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Host key checking policies (StrictHostKeyChecking).
@@ -76,7 +80,7 @@ type Hop struct {
 }
 
 // HostPort is hostname:port, what the hop dials.
-func (h *Hop) HostPort() string { return joinHostPort(h.HostName, h.Port) }
+func (h *Hop) HostPort() string { return net.JoinHostPort(h.HostName, strconv.Itoa(h.Port)) }
 
 // knownHostsName is the name known_hosts lists the hop under: the
 // HostKeyAlias, else hostname, or [hostname]:port when the port is not 22.
@@ -84,10 +88,7 @@ func (h *Hop) knownHostsName() string {
 	if h.HostKeyAlias != "" {
 		return h.HostKeyAlias
 	}
-	if h.Port == 22 {
-		return h.HostName
-	}
-	return "[" + h.HostName + "]:" + strconv.Itoa(h.Port)
+	return knownhosts.Normalize(h.HostPort())
 }
 
 // principal is the name a host certificate must list.
@@ -272,7 +273,7 @@ func (r *resolver) hop(ctx context.Context, addr Address, name string, target bo
 			if err != nil {
 				return nil, err
 			}
-			if !contains(h.IdentityFiles, p) {
+			if !slices.Contains(h.IdentityFiles, p) {
 				h.IdentityFiles = append(h.IdentityFiles, p)
 			}
 		}
@@ -482,11 +483,4 @@ func parseSeconds(v string) (time.Duration, error) {
 		total += time.Duration(n) * unit
 	}
 	return total, nil
-}
-
-func joinHostPort(host string, port int) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + strconv.Itoa(port)
-	}
-	return host + ":" + strconv.Itoa(port)
 }
