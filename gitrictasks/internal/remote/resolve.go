@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,48 @@ type Target struct {
 
 // Host is the last hop: the target itself.
 func (t *Target) Host() *Hop { return &t.Hops[len(t.Hops)-1] }
+
+// Identity is the account a Target logs in to: which machine, as which
+// user. Two addresses with the same Identity reach the same account,
+// however differently they are written (an alias, user@host, a port
+// given or left to ssh_config).
+type Identity struct {
+	// Machine is the host's HostName and port after ssh_config: in lower
+	// case, without a final dot, an IP address in its canonical form and
+	// an IPv6 one in brackets ("web1.example.com:22", "[::1]:22"). When
+	// jump hosts lead there, " via " and theirs follow, comma-separated
+	// in the order they are dialled ("10.0.0.5:22 via
+	// bastion.example.com:22"): one private address behind two jump
+	// hosts may be two machines. Names are not looked up in DNS, so two
+	// names of one machine give two Machines.
+	Machine string
+	// User is the user name it logs in as.
+	User string
+}
+
+// Identity is the account t reaches.
+func (t *Target) Identity() Identity {
+	h := t.Host()
+	m := h.machine()
+	if len(t.Hops) > 1 {
+		jumps := make([]string, len(t.Hops)-1)
+		for i := range jumps {
+			jumps[i] = t.Hops[i].machine()
+		}
+		m += " via " + strings.Join(jumps, ",")
+	}
+	return Identity{Machine: m, User: h.User}
+}
+
+// machine is the hop's HostName:port in the canonical form of
+// Identity.Machine.
+func (h *Hop) machine() string {
+	host := strings.ToLower(strings.TrimSuffix(h.HostName, "."))
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(h.Port))
+}
 
 // Hop is one SSH server on the way, with what ssh_config and Config say
 // about it.
