@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -191,11 +192,9 @@ func hostKeyAlgorithms(plain, cas []*knownLine) []string {
 		return nil
 	}
 	var algos []string
-	seen := map[string]bool{}
 	add := func(a ...string) {
 		for _, x := range a {
-			if !seen[x] {
-				seen[x] = true
+			if !slices.Contains(algos, x) {
 				algos = append(algos, x)
 			}
 		}
