@@ -75,16 +75,6 @@ func ParseAddress(s string) (Address, error) {
 	return a, nil
 }
 
-// HostPort is host:port, for dialing, with port 22 when none was given.
-// It does not consult ssh_config; Dial does.
-func (a Address) HostPort() string {
-	port := a.Port
-	if port == 0 {
-		port = 22
-	}
-	return net.JoinHostPort(a.Host, strconv.Itoa(port))
-}
-
 // String is [user@]host, with :port when a port other than 22 was given.
 func (a Address) String() string {
 	h := a.Host

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitric/gitric/gitrictasks/internal/shell"
 )
 
 // hostKeyChecker checks one hop's host key against known_hosts and its
@@ -175,18 +177,14 @@ func (c *hostKeyChecker) keyError(key ssh.PublicKey, set func(*HostKeyError)) *H
 
 // trustHint is the way to trust the key: the exact command.
 func (c *hostKeyChecker) trustHint(key ssh.PublicKey, e *HostKeyError) string {
-	file := "~/.ssh/known_hosts"
-	if len(c.hop.KnownHostsFiles) > 0 {
-		file = c.hop.KnownHostsFiles[0]
-	}
+	file := c.hintFile()
 	switch {
 	case e.Revoked:
 		return ""
 	case e.Changed:
-		return "ssh-keygen -R " + shellWord(c.name) + " -f " + shellWord(file)
+		return "ssh-keygen -R " + shell.Quote(c.name) + " -f " + file
 	case c.hop.HostKeyAlias != "":
-		line, _ := knownHostsLine(c.name, key, false)
-		return "echo " + shellWord(line) + " >> " + shellWord(file)
+		return "echo " + shell.Quote(knownHostsLine(c.name, key, false)) + " >> " + file
 	}
 	h := ""
 	if c.hop.HashKnownHosts {
@@ -196,7 +194,16 @@ func (c *hostKeyChecker) trustHint(key ssh.PublicKey, e *HostKeyError) string {
 	if c.hop.Port != 22 {
 		port = fmt.Sprintf("-p %d ", c.hop.Port)
 	}
-	return fmt.Sprintf("ssh-keyscan %s%s-t %s %s >> %s", h, port, keyFileType(key.Type()), shellWord(c.hop.HostName), shellWord(file))
+	return fmt.Sprintf("ssh-keyscan %s%s-t %s %s >> %s", h, port, keyFileType(key.Type()), shell.Quote(c.hop.HostName), file)
+}
+
+// hintFile is the known_hosts file a hint names, quoted for the shell:
+// the one that receives new keys.
+func (c *hostKeyChecker) hintFile() string {
+	if len(c.hop.KnownHostsFiles) == 0 {
+		return "~/.ssh/known_hosts" // for the shell to expand
+	}
+	return shell.Quote(c.hop.KnownHostsFiles[0])
 }
 
 // algorithmMismatch turns a failed host key negotiation into the refusal
@@ -216,11 +223,7 @@ func (c *hostKeyChecker) algorithmMismatch(err error) *HostKeyError {
 	for _, l := range append(append([]*knownLine{}, c.plain...), c.cas...) {
 		e.Known = append(e.Known, l.where())
 	}
-	file := "~/.ssh/known_hosts"
-	if len(c.hop.KnownHostsFiles) > 0 {
-		file = c.hop.KnownHostsFiles[0]
-	}
-	e.Trust = "ssh-keygen -R " + shellWord(c.name) + " -f " + shellWord(file)
+	e.Trust = "ssh-keygen -R " + shell.Quote(c.name) + " -f " + c.hintFile()
 	return e
 }
 
@@ -233,12 +236,4 @@ func keyFileType(t string) string {
 	default:
 		return "rsa"
 	}
-}
-
-// shellWord quotes s for a POSIX shell when it needs it.
-func shellWord(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_~") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

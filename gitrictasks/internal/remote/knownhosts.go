@@ -1,10 +1,8 @@
 package remote
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
@@ -13,15 +11,27 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // This file reads known_hosts files as OpenSSH does (sshd(8),
 // SSH_KNOWN_HOSTS_FILE_FORMAT): plain and hashed (|1|salt|hash) host
 // fields, [host]:port, patterns with * ? and !, @cert-authority and
 // @revoked lines. A line that cannot be read is skipped, as ssh does.
+//
+// Each line is parsed by x/crypto's ssh.ParseKnownHosts, which checks
+// that the key's declared type is the one its blob encodes, as
+// OpenSSH's sshkey_read does. Reading files and matching host names is
+// ours: golang.org/x/crypto/ssh/knownhosts (and github.com/skeema/
+// knownhosts, which wraps it) refuse a whole file for one bad line, match
+// patterns case-sensitively, let * not match an empty run, ignore
+// [host]:* port patterns, count @cert-authority keys as the host's own
+// keys, and refuse a certificate from an unknown CA instead of checking
+// the plain key. TestKnownHostsLibraries shows each case against ssh.
 
 const (
 	markerCA      = "@cert-authority"
@@ -44,6 +54,8 @@ func (l *knownLine) matches(name string) bool {
 	return hostFieldMatches(l.hosts, name)
 }
 
+// hostFieldMatches is OpenSSH's match_maybe_hashed: a field starting
+// with | is one hashed name, anything else a pattern list.
 func hostFieldMatches(field, name string) bool {
 	if strings.HasPrefix(field, "|") {
 		salt, hash, ok := decodeHashed(field)
@@ -52,6 +64,8 @@ func hostFieldMatches(field, name string) bool {
 	return matchPatternList(name, field, true)
 }
 
+// decodeHashed reads a |1|salt|hash field. (x/crypto's knownhosts has
+// the same code, unexported.)
 func decodeHashed(field string) (salt, hash []byte, ok bool) {
 	parts := strings.Split(field, "|")
 	if len(parts) != 4 || parts[0] != "" || parts[1] != "1" {
@@ -66,16 +80,6 @@ func hashHost(name string, salt []byte) []byte {
 	m := hmac.New(sha1.New, salt)
 	m.Write([]byte(name))
 	return m.Sum(nil)
-}
-
-// hashedName is name hashed for known_hosts with a fresh salt, as
-// HashKnownHosts and ssh-keygen -H write it.
-func hashedName(name string) (string, error) {
-	salt := make([]byte, sha1.Size)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	return "|1|" + base64.StdEncoding.EncodeToString(salt) + "|" + base64.StdEncoding.EncodeToString(hashHost(name, salt)), nil
 }
 
 // knownHosts is the content of some known_hosts files.
@@ -103,15 +107,11 @@ func loadKnownHosts(files []string) (*knownHosts, error) {
 }
 
 func (kh *knownHosts) parse(file string, data []byte) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		if l, err := parseKnownLine(sc.Text()); err != nil {
-			kh.skipped = append(kh.skipped, fmt.Sprintf("%s:%d: %v", file, n, err))
+	for i, text := range strings.Split(string(data), "\n") {
+		if l, err := parseKnownLine(text); err != nil {
+			kh.skipped = append(kh.skipped, fmt.Sprintf("%s:%d: %v", file, i+1, err))
 		} else if l != nil {
-			l.file, l.line = file, n
+			l.file, l.line = file, i+1
 			kh.lines = append(kh.lines, *l)
 		}
 	}
@@ -119,30 +119,24 @@ func (kh *knownHosts) parse(file string, data []byte) {
 
 // parseKnownLine reads one line; nil for a blank line or comment.
 func parseKnownLine(s string) (*knownLine, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || s[0] == '#' {
-		return nil, nil
-	}
-	f := strings.Fields(s)
-	l := &knownLine{}
-	if strings.HasPrefix(f[0], "@") {
-		switch f[0] {
-		case markerCA, markerRevoked:
-			l.marker = f[0]
-		default:
-			return nil, fmt.Errorf("unknown marker %s", f[0])
+	marker, hosts, key, _, _, err := ssh.ParseKnownHosts([]byte(s))
+	switch {
+	case errors.Is(err, io.EOF):
+		if s = strings.TrimSpace(s); s == "" || s[0] == '#' {
+			return nil, nil
 		}
-		f = f[1:]
+		return nil, errors.New("too few fields") // a line of one word, which ParseKnownHosts passes over
+	case err != nil:
+		return nil, err
 	}
-	if len(f) < 3 {
-		return nil, errors.New("too few fields")
+	l := &knownLine{hosts: strings.Join(hosts, ","), key: key}
+	switch marker {
+	case "":
+	case markerCA[1:], markerRevoked[1:]:
+		l.marker = "@" + marker
+	default:
+		return nil, fmt.Errorf("unknown marker @%s", marker)
 	}
-	l.hosts = f[0]
-	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(f[1] + " " + f[2]))
-	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
-	}
-	l.key = key
 	return l, nil
 }
 
@@ -198,11 +192,9 @@ func hostKeyAlgorithms(plain, cas []*knownLine) []string {
 		return nil
 	}
 	var algos []string
-	seen := map[string]bool{}
 	add := func(a ...string) {
 		for _, x := range a {
-			if !seen[x] {
-				seen[x] = true
+			if !slices.Contains(algos, x) {
 				algos = append(algos, x)
 			}
 		}
@@ -228,16 +220,14 @@ func algorithmsFor(keyType string) []string {
 	return []string{keyType}
 }
 
-// knownHostsLine is the line that records key for name.
-func knownHostsLine(name string, key ssh.PublicKey, hash bool) (string, error) {
-	field := name
+// knownHostsLine is the line that records key for name, the name hashed
+// (by x/crypto's knownhosts.HashHostname) when hash is set. It is not
+// knownhosts.Line, which would rewrite a HostKeyAlias holding a colon.
+func knownHostsLine(name string, key ssh.PublicKey, hash bool) string {
 	if hash {
-		var err error
-		if field, err = hashedName(name); err != nil {
-			return "", err
-		}
+		name = knownhosts.HashHostname(name)
 	}
-	return field + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), nil
+	return name + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
 }
 
 // appendKnownHost records key for name at the end of file, creating the
@@ -271,10 +261,7 @@ func appendKnownHost(file, name string, key ssh.PublicKey, hash bool) (int, erro
 			return l.line, nil
 		}
 	}
-	line, err := knownHostsLine(name, key, hash)
-	if err != nil {
-		return 0, fmt.Errorf("record the host key: %w", err)
-	}
+	line := knownHostsLine(name, key, hash)
 	n := bytes.Count(data, []byte("\n")) + 1
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		line = "\n" + line

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
@@ -57,10 +58,7 @@ func TestKnownHostsCheck(t *testing.T) {
 	dir := t.TempDir()
 	web, other, revoked, ca, rogueCA := sshdtest.NewSigner(t).PublicKey(), sshdtest.NewSigner(t).PublicKey(), sshdtest.NewSigner(t).PublicKey(), sshdtest.NewSigner(t), sshdtest.NewSigner(t)
 	ecd := newECDSASigner(t).PublicKey()
-	hashed, err := hashedName("[hashed.example]:2222")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hashed := knownhosts.HashHostname("[hashed.example]:2222")
 	file := writeConfig(t, dir, "known_hosts", strings.Join([]string{
 		"# a comment",
 		"web.example,10.0.0.1 " + authorized(web),

@@ -1,14 +1,3 @@
-// Package remote is the target side of a deploy: one SSH connection per
-// host (golang.org/x/crypto/ssh), over which every command and the push
-// itself run as sessions.
-//
-// Hosts are reached the way OpenSSH's ssh reaches them: ssh_config
-// (aliases, HostName, User, Port, IdentityFile, ProxyJump chains, Match,
-// Include...), host keys checked against known_hosts (hashed entries,
-// [host]:port, @cert-authority, @revoked) under StrictHostKeyChecking, and
-// keys from ssh-agent and identity files. A jump host is another SSH
-// connection whose forwarding carries the next one; nothing runs the ssh
-// program.
 package remote
 
 import (

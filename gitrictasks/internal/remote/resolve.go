@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Host key checking policies (StrictHostKeyChecking).
@@ -35,6 +40,48 @@ type Target struct {
 
 // Host is the last hop: the target itself.
 func (t *Target) Host() *Hop { return &t.Hops[len(t.Hops)-1] }
+
+// Identity is the account a Target logs in to: which machine, as which
+// user. Two addresses with the same Identity reach the same account,
+// however differently they are written (an alias, user@host, a port
+// given or left to ssh_config).
+type Identity struct {
+	// Machine is the host's HostName and port after ssh_config: in lower
+	// case, without a final dot, an IP address in its canonical form and
+	// an IPv6 one in brackets ("web1.example.com:22", "[::1]:22"). When
+	// jump hosts lead there, " via " and theirs follow, comma-separated
+	// in the order they are dialled ("10.0.0.5:22 via
+	// bastion.example.com:22"): one private address behind two jump
+	// hosts may be two machines. Names are not looked up in DNS, so two
+	// names of one machine give two Machines.
+	Machine string
+	// User is the user name it logs in as.
+	User string
+}
+
+// Identity is the account t reaches.
+func (t *Target) Identity() Identity {
+	h := t.Host()
+	m := h.machine()
+	if len(t.Hops) > 1 {
+		jumps := make([]string, len(t.Hops)-1)
+		for i := range jumps {
+			jumps[i] = t.Hops[i].machine()
+		}
+		m += " via " + strings.Join(jumps, ",")
+	}
+	return Identity{Machine: m, User: h.User}
+}
+
+// machine is the hop's HostName:port in the canonical form of
+// Identity.Machine.
+func (h *Hop) machine() string {
+	host := strings.ToLower(strings.TrimSuffix(h.HostName, "."))
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(h.Port))
+}
 
 // Hop is one SSH server on the way, with what ssh_config and Config say
 // about it.
@@ -76,7 +123,7 @@ type Hop struct {
 }
 
 // HostPort is hostname:port, what the hop dials.
-func (h *Hop) HostPort() string { return joinHostPort(h.HostName, h.Port) }
+func (h *Hop) HostPort() string { return net.JoinHostPort(h.HostName, strconv.Itoa(h.Port)) }
 
 // knownHostsName is the name known_hosts lists the hop under: the
 // HostKeyAlias, else hostname, or [hostname]:port when the port is not 22.
@@ -84,10 +131,7 @@ func (h *Hop) knownHostsName() string {
 	if h.HostKeyAlias != "" {
 		return h.HostKeyAlias
 	}
-	if h.Port == 22 {
-		return h.HostName
-	}
-	return "[" + h.HostName + "]:" + strconv.Itoa(h.Port)
+	return knownhosts.Normalize(h.HostPort())
 }
 
 // principal is the name a host certificate must list.
@@ -272,7 +316,7 @@ func (r *resolver) hop(ctx context.Context, addr Address, name string, target bo
 			if err != nil {
 				return nil, err
 			}
-			if !contains(h.IdentityFiles, p) {
+			if !slices.Contains(h.IdentityFiles, p) {
 				h.IdentityFiles = append(h.IdentityFiles, p)
 			}
 		}
@@ -482,11 +526,4 @@ func parseSeconds(v string) (time.Duration, error) {
 		total += time.Duration(n) * unit
 	}
 	return total, nil
-}
-
-func joinHostPort(host string, port int) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + strconv.Itoa(port)
-	}
-	return host + ":" + strconv.Itoa(port)
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -188,7 +189,7 @@ func (h *hostConfig) arg(key string) string {
 
 // apply notes a Host or Match line that applies, once.
 func (h *hostConfig) apply(what string) {
-	if !contains(h.applied, what) {
+	if !slices.Contains(h.applied, what) {
 		h.applied = append(h.applied, what)
 	}
 }
@@ -294,7 +295,7 @@ func (c *configFiles) evalLines(ctx context.Context, h *hostConfig, lines []conf
 					if !ok {
 						continue
 					}
-					if active && !h.final && !contains(h.files, p) {
+					if active && !h.final && !slices.Contains(h.files, p) {
 						h.files = append(h.files, p)
 					}
 					if err := c.evalLines(ctx, h, inc, system, depth+1, active, neverMatch || !active); err != nil {
@@ -339,36 +340,29 @@ func (c *configFiles) includePaths(pat string, system bool) ([]string, error) {
 // matchHostLine is a Host line: some pattern matches the name and no
 // negated one does.
 func matchHostLine(name string, patterns []string) bool {
-	matched := false
-	for _, p := range patterns {
-		neg := strings.HasPrefix(p, "!")
-		if neg {
-			p = p[1:]
-		}
-		if matchPattern(strings.ToLower(name), strings.ToLower(p)) {
-			if neg {
-				return false
-			}
-			matched = true
-		}
-	}
-	return matched
+	return matchPatterns(name, patterns, true)
 }
 
 // matchPatternList matches s against a comma-separated list of patterns,
 // some negated with !: true when one matches and no negated one does.
 func matchPatternList(s, list string, lower bool) bool {
+	return matchPatterns(s, strings.Split(list, ","), lower)
+}
+
+// matchPatterns is OpenSSH's match_pattern_list: true when a pattern
+// matches s and no negated (!) one does; lower compares in lower case.
+func matchPatterns(s string, patterns []string, lower bool) bool {
 	if lower {
-		s, list = strings.ToLower(s), strings.ToLower(list)
+		s = strings.ToLower(s)
 	}
 	matched := false
-	for _, p := range strings.Split(list, ",") {
+	for _, p := range patterns {
 		p = strings.TrimSpace(p)
-		neg := strings.HasPrefix(p, "!")
-		if neg {
-			p = p[1:]
+		if lower {
+			p = strings.ToLower(p)
 		}
-		if matchPattern(s, p) {
+		neg := strings.HasPrefix(p, "!")
+		if matchPattern(s, strings.TrimPrefix(p, "!")) {
 			if neg {
 				return false
 			}
@@ -648,13 +642,4 @@ func expandTilde(p, home string) (string, error) {
 		return "", fmt.Errorf("expand %s: %w", p, err)
 	}
 	return filepath.Join(dir.HomeDir, rest), nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
