@@ -225,7 +225,7 @@ func sameMachine(ctx context.Context, addrs []remote.Address, cfg remote.Config)
 	for _, a := range addrs {
 		key := strings.ToLower(a.Name())
 		if t, err := remote.Resolve(ctx, a, cfg); err == nil {
-			key = strings.ToLower(t.Host().HostPort())
+			key = t.Identity().Machine
 		}
 		if prev, ok := seen[key]; ok {
 			return fmt.Errorf("%w: %s and %s both reach %s; list each machine once (one deploy path per machine)", ErrDuplicateHost, prev, a.Name(), key)
