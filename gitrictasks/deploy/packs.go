@@ -29,7 +29,8 @@ type packs struct {
 
 type packFile struct {
 	once  sync.Once
-	path  string
+	file  *os.File // unlinked: nothing is left behind, even on SIGKILL
+	size  int64
 	stats localrepo.PackStats
 	err   error
 }
@@ -45,17 +46,13 @@ func (p *packs) write(ctx context.Context, w io.Writer, haves []plumbing.Hash) (
 	f.once.Do(func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		f.stats, f.path, f.err = p.make(ctx, haves)
+		f.stats, f.file, f.size, f.err = p.make(ctx, haves)
 	})
 	if f.err != nil {
 		return f.stats, f.err
 	}
-	r, err := os.Open(f.path)
-	if err != nil {
-		return f.stats, err
-	}
-	defer r.Close()
-	_, err = io.Copy(w, r)
+	// Each host reads the one descriptor at its own offsets.
+	_, err := io.Copy(w, io.NewSectionReader(f.file, 0, f.size))
 	return f.stats, err
 }
 
@@ -79,31 +76,34 @@ func (p *packs) file(haves []plumbing.Hash) *packFile {
 	return f
 }
 
-func (p *packs) make(ctx context.Context, haves []plumbing.Hash) (localrepo.PackStats, string, error) {
+func (p *packs) make(ctx context.Context, haves []plumbing.Hash) (localrepo.PackStats, *os.File, int64, error) {
 	tmp, err := os.CreateTemp("", "gitric-*.pack")
 	if err != nil {
-		return localrepo.PackStats{}, "", err
+		return localrepo.PackStats{}, nil, 0, err
 	}
-	defer tmp.Close()
+	// Unlinked at once: the open descriptor keeps the data for the hosts,
+	// and the file is gone whenever the process ends, however it ends.
+	_ = os.Remove(tmp.Name())
 	bw := bufio.NewWriterSize(tmp, 256<<10)
-	stats, err := localrepo.WritePacks(ctx, bw, p.parts(haves))
+	cw := &countingWriter{w: bw}
+	stats, err := localrepo.WritePacks(ctx, cw, p.parts(haves))
 	if err == nil {
 		err = bw.Flush()
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
-		return stats, "", err
+		tmp.Close()
+		return stats, nil, 0, err
 	}
-	return stats, tmp.Name(), nil
+	return stats, tmp, cw.count(), nil
 }
 
-// remove deletes the temporary files.
+// remove closes the temporary files.
 func (p *packs) remove() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, f := range p.files {
-		if f.path != "" {
-			os.Remove(f.path)
+		if f.file != nil {
+			f.file.Close()
 		}
 	}
 }
