@@ -18,6 +18,24 @@ import (
 	"time"
 )
 
+// mageCache is where this test process's mage keeps the magefiles it
+// compiles: mage names a compiled magefile after the hash of the magefile
+// alone, not of the packages it imports, so a shared cache would run a
+// binary built from older gitrictasks code.
+var mageCache string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gitric-mage-cache")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mageCache = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // git runs git in dir with a fixed identity and no user configuration.
 func git(dir string, args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
@@ -35,6 +53,7 @@ func env() []string {
 		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
 		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
 		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com",
+		"MAGEFILE_CACHE="+mageCache,
 	)
 }
 
@@ -270,7 +289,6 @@ func TestJSONOutput(t *testing.T) {
 		}
 	}
 }
-
 
 func exitCode(err error) int {
 	var ee *exec.ExitError
