@@ -36,6 +36,8 @@ func TestHintsFromTheCall(t *testing.T) {
 			"mage build gitric:prod gitric:only web gitric:unlock", ""},
 		{"a magefile target named like ours", []string{"status", "gitric:prod", "gitric:deploy"}, Prod,
 			"mage status gitric:allowDirty gitric:prod gitric:deploy", "mage status gitric:prod gitric:unlock", ""},
+		{"stage by name", []string{"gitric:stage", "prod", "gitric:deploy"}, func() { Stage("prod") },
+			"mage gitric:allowDirty gitric:stage prod gitric:deploy", "mage gitric:stage prod gitric:unlock", ""},
 		{"a stage from the magefile's own target", []string{"staging", "gitric:deploy"}, func() { Stage("prod") },
 			"mage staging gitric:allowDirty gitric:deploy", "mage staging gitric:unlock", ""},
 		{"a modifier between two actions is the second one's", []string{"prod", "deploy", "allowDirty", "local", "deploy"}, Prod,

@@ -84,7 +84,7 @@ func Configure(settings Settings) { update(func(s *state) { s.settings = setting
 //
 //	mage gitric:prod gitric:deploy
 //	GITRIC_HOSTS=deploy@web1,deploy@web2:2222 mage gitric:prod gitric:status
-func Prod() { selectStage("prod") }
+func Prod() { selectStage("prod", "prod") }
 
 // Stage selects a stage by name for the action after it.
 //
@@ -92,7 +92,7 @@ func Prod() { selectStage("prod") }
 // hosts. Put it before the action, with any modifiers:
 //
 //	mage gitric:stage staging gitric:deploy
-func Stage(name string) { selectStage(name) }
+func Stage(name string) { selectStage("stage", name) }
 
 // Only limits the action after it to one role of the stage.
 //
@@ -112,7 +112,7 @@ func Only(role string) { set("only", func(s *state) { s.role = role }) }
 //
 //	mage gitric:local gitric:deploy
 //	mage gitric:local gitric:status
-func Local() { selectStage(LocalStage) }
+func Local() { selectStage("local", LocalStage) }
 
 // AllowDirty deploys the committed revision even when the working copy is dirty.
 //
@@ -282,13 +282,8 @@ func withOptions(ctx context.Context, name string, fn func(context.Context, depl
 
 func jsonOutput() bool { return os.Getenv("GITRIC_OUTPUT") == "json" }
 
-func selectStage(name string) {
-	target := name
-	if name != LocalStage && name != "prod" {
-		target = "stage"
-	}
-	set(target, func(s *state) { s.stage = name })
-}
+// selectStage records that the target named target chose the stage name.
+func selectStage(target, name string) { set(target, func(s *state) { s.stage = name }) }
 
 // set records that the target named name ran, and its choice.
 func set(name string, fn func(s *state)) {
