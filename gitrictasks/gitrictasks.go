@@ -27,15 +27,30 @@ import (
 // deploy.Stage.
 type StageConfig = deploy.Stage
 
-// Settings apply to every stage; see deploy.Options for each.
+// Settings apply to every stage (give them to Configure); deploy.Options
+// says more of each. The GITRIC_* environment variables beat them.
 type Settings struct {
-	SSH             remote.Config
-	Parallel        int
-	Batch           string
-	NoRollback      bool
+	// SSH says how to connect and whom to trust: known_hosts files,
+	// identities, keys in memory, ssh_config, timeouts.
+	SSH remote.Config
+	// Parallel is how many hosts are connected and seeded at once
+	// (default 10; GITRIC_PARALLEL).
+	Parallel int
+	// Batch is how many hosts are cut over at a time: "all", "2", "25%"
+	// (default 1; GITRIC_BATCH).
+	Batch string
+	// NoRollback leaves hosts whose cutover failed as they are, instead
+	// of putting them back on their previous commit.
+	NoRollback bool
+	// IgnoreUntracked always leaves untracked files out of the dirty
+	// check, as the IgnoreUntracked target does for one call.
 	IgnoreUntracked bool
-	CheckTimeout    time.Duration
-	CutoverTimeout  time.Duration
+	// CheckTimeout bounds how long a stage's Check may take to pass
+	// (default 30s).
+	CheckTimeout time.Duration
+	// CutoverTimeout bounds stop, reset, start and check on one host
+	// (default 5m).
+	CutoverTimeout time.Duration
 }
 
 // LocalStage is the name of the stage the Local target selects.
