@@ -1,57 +1,3 @@
-// Package gitrictasks is gitric's mage targets: deploy a git repository to
-// servers by pushing the commit over SSH, then checking it out there.
-//
-// Import it into your magefile and say what your stages mean:
-//
-//	//go:build mage
-//
-//	package main
-//
-//	import (
-//		//mage:import
-//		"github.com/gitric/gitric/gitrictasks"
-//	)
-//
-//	func init() {
-//		gitrictasks.SetStage("prod", gitrictasks.StageConfig{
-//			Hosts: []string{"deploy@web1.example.com", "deploy@web2.example.com:2222"},
-//			Roles: map[string][]string{"web": {"deploy@web1.example.com"}},
-//			Path:  "apps/hello", // relative to the login user's home
-//			Stop:  "sudo systemctl stop hello",
-//			Start: "sudo systemctl start hello",
-//			Check: "curl -fsS localhost:8080/health",
-//		})
-//		gitrictasks.SetStage("staging", gitrictasks.StageConfig{...})
-//	}
-//
-// Then `mage prod deploy` deploys HEAD, `mage allowDirty prod deploy` does
-// so from a dirty working copy, `mage forcePush prod deploy` even when a
-// host would lose history, and `mage ref v1.2.0 prod deploy` deploys a
-// tag, branch or commit instead of HEAD. `mage stage staging deploy`
-// selects any stage by name, `mage prod only web deploy` one role of it.
-// `mage prod status` shows what every host runs, `mage prod rollback` puts
-// them back on the previous deploy, `mage prod unlock` removes a stale
-// deploy lock. `mage local deploy` deploys to an SSH server that gitric
-// runs itself on 127.0.0.1, into .gitric/local.
-//
-// Hosts are reached as ssh reaches them: a host may be an ~/.ssh/config
-// alias, with its HostName, User, Port, IdentityFile, ProxyJump and the
-// rest (see package remote). `mage acceptNew prod deploy` trusts hosts
-// that known_hosts does not list yet and records their keys (a changed
-// key is still refused).
-//
-// The environment can change a call without editing code: GITRIC_HOSTS
-// ([user@]host[:port] or aliases, comma-separated) replaces the stage's
-// hosts; GITRIC_SSH_CONFIG names the ssh_config file to read instead of
-// ~/.ssh/config and /etc/ssh/ssh_config ("none" for none);
-// GITRIC_KNOWN_HOSTS (a colon-separated list of files) and GITRIC_IDENTITY
-// (a private key file) replace the SSH defaults of ~/.ssh/known_hosts and
-// ssh-agent plus ~/.ssh/id_*; GITRIC_BATCH ("all", "2", "25%") and
-// GITRIC_PARALLEL set the cutover batch and the seeding concurrency;
-// GITRIC_OUTPUT=json prints JSON lines for CI logs.
-//
-// The targets only record choices in a shared state and hand them to the
-// engine in the deploy package, which can be used without mage.
 package gitrictasks
 
 import (
@@ -60,19 +6,18 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/magefile/mage/mg"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
+	"github.com/gitric/gitric/gitrictasks/internal/console"
 	"github.com/gitric/gitric/gitrictasks/internal/localhost"
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 )
@@ -81,15 +26,38 @@ import (
 // deploy.Stage.
 type StageConfig = deploy.Stage
 
-// Settings apply to every stage; see deploy.Options for each.
+// Settings apply to every stage (give them to Configure); deploy.Options
+// says more of each. The GITRIC_* environment variables beat them.
 type Settings struct {
-	SSH             deploy.SSH
-	Parallel        int
-	Batch           string
-	NoRollback      bool
+	// SSH says how to connect and whom to trust: known_hosts files,
+	// identities, keys in memory, ssh_config, timeouts.
+	SSH deploy.SSH
+	// Parallel is how many hosts are connected and seeded at once
+	// (default 10; GITRIC_PARALLEL).
+	Parallel int
+	// Batch is how many hosts are cut over at a time: "all", "2", "25%"
+	// (default 1; GITRIC_BATCH).
+	Batch string
+	// NoRollback leaves hosts whose cutover failed as they are, instead
+	// of putting them back on their previous commit.
+	NoRollback bool
+	// IgnoreUntracked always leaves untracked files out of the dirty
+	// check, as the IgnoreUntracked target does for one call.
 	IgnoreUntracked bool
-	CheckTimeout    time.Duration
-	CutoverTimeout  time.Duration
+	// StopTimeout and StartTimeout bound each run of a stage's Stop and
+	// Start (default 2m each): past it the command is killed, with what it
+	// started, and the step fails.
+	StopTimeout, StartTimeout time.Duration
+	// CheckTimeout bounds how long a stage's Check may take to pass, all
+	// attempts together (default 30s).
+	CheckTimeout time.Duration
+	// CutoverTimeout bounds the switch of the working copy on one host
+	// (default 10m).
+	CutoverTimeout time.Duration
+	// LockWait is how long a deploy waits for a lock that another live
+	// deploy holds (default 0: refuse at once; GITRIC_LOCK_WAIT, e.g. 2m).
+	// A dead deploy's lock is always taken over at once.
+	LockWait time.Duration
 }
 
 // LocalStage is the name of the stage the Local target selects.
@@ -106,11 +74,17 @@ type state struct {
 	forcePush       bool
 	ignoreUntracked bool
 	discardEdits    bool
+	takeOver        bool
+	message         string
 	acceptNew       bool
 	rev             string
+	// args is the call (the targets as typed, see commandLine); ran, the
+	// package's targets run so far, in order.
+	args []string
+	ran  []string
 }
 
-var current = &state{stages: map[string]StageConfig{}}
+var current = &state{stages: map[string]StageConfig{}, args: commandLine()}
 
 // SetStage defines (or redefines) a stage. Call it from your magefile's
 // init. A stage named "prod" is what the Prod target selects; "local"
@@ -126,89 +100,239 @@ func SetStage(name string, stage StageConfig) {
 // precedence.
 func Configure(settings Settings) { update(func(s *state) { s.settings = settings }) }
 
-// Prod selects the production stage: the hosts the magefile names for "prod" (or GITRIC_HOSTS).
-func Prod() { selectStage("prod") }
+// Prod selects the stage named "prod" for the action after it.
+//
+// Its hosts are those the magefile gives SetStage("prod", ...), or those of
+// GITRIC_HOSTS ([user@]host[:port] or ssh_config aliases, comma-separated).
+// Put it before the action, with any modifiers:
+//
+//	mage gitric:prod gitric:deploy
+//	GITRIC_HOSTS=deploy@web1,deploy@web2:2222 mage gitric:prod gitric:status
+func Prod() { selectStage("prod", "prod") }
 
-// Stage selects a stage by name: mage stage staging deploy.
-func Stage(name string) { selectStage(name) }
+// Stage selects a stage by name for the action after it.
+//
+// The name is one the magefile gives SetStage; GITRIC_HOSTS replaces its
+// hosts. Put it before the action, with any modifiers:
+//
+//	mage gitric:stage staging gitric:deploy
+func Stage(name string) { selectStage("stage", name) }
 
-// Only limits the call to the hosts of one role of the stage: mage prod only web deploy.
-func Only(role string) { update(func(s *state) { s.role = role }) }
+// Only limits the action after it to one role of the stage.
+//
+// Roles name subsets of the stage's hosts (StageConfig.Roles). Put it before
+// the action, next to the stage:
+//
+//	mage gitric:prod gitric:only web gitric:deploy
+func Only(role string) { set("only", func(s *state) { s.role = role }) }
 
-// Local selects the embedded local host: an SSH server on 127.0.0.1 that deploys into .gitric/local.
-func Local() { selectStage(LocalStage) }
+// Local selects the local stage: an SSH server on 127.0.0.1, deploying into .gitric/local.
+//
+// gitric starts the server itself for the length of the call, with
+// throwaway keys, and deploys into .gitric/local/<path> of the repository
+// (ignored by git), through the same client code as a real host. Its path
+// and commands come from SetStage("local", ...) (path "app" by default);
+// its host is always the embedded server, whatever GITRIC_HOSTS says.
+//
+//	mage gitric:local gitric:deploy
+//	mage gitric:local gitric:status
+func Local() { selectStage("local", LocalStage) }
 
-// AllowDirty allows pushing even when the working copy is dirty.
-func AllowDirty() { update(func(s *state) { s.allowDirty = true }) }
+// AllowDirty deploys the committed revision even when the working copy is dirty.
+//
+// A dirty working copy (modified, staged or untracked files) is refused by
+// default: what you would deploy is not what you see. The uncommitted
+// changes are left out either way. Put it before the action:
+//
+//	mage gitric:allowDirty gitric:prod gitric:deploy
+func AllowDirty() { set("allowDirty", func(s *state) { s.allowDirty = true }) }
 
-// ForcePush allows pushing even when history will be lost.
-func ForcePush() { update(func(s *state) { s.forcePush = true }) }
+// ForcePush deploys even when a host would lose history.
+//
+// A host whose commit is not an ancestor of the one deployed (after an
+// amend, a rebase, or to go back) is refused by default, and no host is
+// changed. Put it before the action:
+//
+//	mage gitric:forcePush gitric:prod gitric:deploy
+func ForcePush() { set("forcePush", func(s *state) { s.forcePush = true }) }
 
-// IgnoreUntracked leaves untracked files out of the dirty check (ignored files always are).
-func IgnoreUntracked() { update(func(s *state) { s.ignoreUntracked = true }) }
+// IgnoreUntracked leaves untracked files out of the dirty check.
+//
+// Ignored files (.gitignore, .git/info/exclude, core.excludesFile) are
+// always left out. Put it before the action:
+//
+//	mage gitric:ignoreUntracked gitric:prod gitric:deploy
+func IgnoreUntracked() { set("ignoreUntracked", func(s *state) { s.ignoreUntracked = true }) }
 
-// DiscardEdits deploys even over working copies that someone edited on the hosts (their edits are lost).
-func DiscardEdits() { update(func(s *state) { s.discardEdits = true }) }
+// DiscardEdits deploys even over files someone edited on the hosts.
+//
+// A host whose working copy has local edits is refused by default, and its
+// edits listed; with DiscardEdits they are lost. Put it before the action:
+//
+//	mage gitric:discardEdits gitric:prod gitric:deploy
+func DiscardEdits() { set("discardEdits", func(s *state) { s.discardEdits = true }) }
 
-// AcceptNew trusts hosts that known_hosts does not list yet and records their keys; a changed key is still refused.
-func AcceptNew() { update(func(s *state) { s.acceptNew = true }) }
+// TakeOver deploys into a path that holds a git repository gitric did not create.
+//
+// gitric marks the repositories it creates, and by default refuses any
+// other one, so that a mistyped path never turns someone's repository into
+// a deploy target. Put it before the action:
+//
+//	mage gitric:takeOver gitric:prod gitric:deploy
+func TakeOver() { set("takeOver", func(s *state) { s.takeOver = true }) }
 
-// Ref deploys the given branch, tag or commit instead of HEAD: mage ref v1.2.0 prod deploy.
-func Ref(ref string) { update(func(s *state) { s.rev = ref }) }
+// Message records why this deploy happens, in the lock and the audit logs.
+//
+// It is shown to whoever meets the lock, and by status; GITRIC_MESSAGE
+// does the same without a target. Put it before the action:
+//
+//	mage gitric:message "hotfix for #123" gitric:prod gitric:deploy
+func Message(text string) { set("message", func(s *state) { s.message = text }) }
 
-// Deploy deploys the commit to every host of the chosen stage: seed all, then stop, reset --hard, start in batches.
+// AcceptNew trusts hosts that known_hosts does not list yet, and records their keys.
+//
+// Like ssh's StrictHostKeyChecking=accept-new: a changed key is still
+// refused. The keys go to the first known_hosts file (GITRIC_KNOWN_HOSTS,
+// or ~/.ssh/known_hosts). Put it before the action:
+//
+//	mage gitric:acceptNew gitric:prod gitric:deploy
+func AcceptNew() { set("acceptNew", func(s *state) { s.acceptNew = true }) }
+
+// Ref deploys a branch, tag or commit instead of HEAD.
+//
+// A full or short hash, a branch or a tag of the local repository. Put it
+// before the action:
+//
+//	mage gitric:ref v1.2.0 gitric:prod gitric:deploy
+func Ref(ref string) { set("ref", func(s *state) { s.rev = ref }) }
+
+// Deploy deploys the commit to every host of the stage: seed them all, then cut over in batches.
+//
+// Needs a stage before it (prod, stage <name> or local) and takes the
+// modifiers before it: only, ref, allowDirty, ignoreUntracked, forcePush,
+// discardEdits, acceptNew. It checks the working copy first (a dirty one is
+// refused) and contacts nothing before that passes. Phase 1 connects to
+// every host, takes the stage's lock there and pushes the commit's objects
+// (seeding; working copies and services are untouched); if any host fails,
+// none is changed. Phase 2 cuts the hosts over, GITRIC_BATCH at a time:
+// stop, reset --hard to the commit, start, check; a failed batch ends the
+// rollout and its hosts go back to their previous commit.
+//
+// Environment: GITRIC_HOSTS, GITRIC_BATCH, GITRIC_PARALLEL, GITRIC_OUTPUT,
+// GITRIC_SSH_CONFIG, GITRIC_KNOWN_HOSTS, GITRIC_IDENTITY (see the package
+// documentation: go doc github.com/gitric/gitric/gitrictasks). mage -v also
+// shows how each connection was made and what git says on the hosts.
+// Ctrl-C or SIGTERM finishes the host steps under way and releases the
+// locks.
+//
+//	mage gitric:prod gitric:deploy
+//	mage gitric:allowDirty gitric:ref v1.2.0 gitric:prod gitric:only web gitric:deploy
+//	GITRIC_BATCH=25% GITRIC_OUTPUT=json mage gitric:prod gitric:deploy
 func Deploy(ctx context.Context) error {
-	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "deploy", func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Run(ctx, opts)
 		return err
 	})
 }
 
-// Rollback puts every host of the chosen stage back on the commit deployed before the current one.
+// Rollback puts every host of the stage back on the commit deployed before its current one.
+//
+// Needs a stage before it; only and acceptNew apply. Each host's audit log
+// (.git/gitric/audit.log) names its previous commit; the host already has
+// it, so nothing is pushed. The cutover is as Deploy's, GITRIC_BATCH at a
+// time. Environment: GITRIC_HOSTS, GITRIC_BATCH, GITRIC_PARALLEL,
+// GITRIC_OUTPUT and the SSH ones, as for deploy.
+//
+//	mage gitric:prod gitric:rollback
 func Rollback(ctx context.Context) error {
-	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "rollback", func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Rollback(ctx, opts)
 		return err
 	})
 }
 
-// Swap exchanges live and next on every host of the chosen blue/green stage.
+// Swap exchanges live and next on every host of a blue/green stage.
+//
+// Needs a blue/green stage (Mode "bluegreen") before it; only and acceptNew
+// apply. Each host renames two symlinks under the stage's lock, GITRIC_BATCH
+// hosts at a time. Environment: as for deploy.
+//
+//	mage gitric:stage shop gitric:swap
 func Swap(ctx context.Context) error {
-	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "swap", func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Swap(ctx, opts)
 		return err
 	})
 }
 
-// Status shows what every host of the chosen stage runs, its lock and local edits, and any drift (read-only).
+// Status shows what every host of the stage runs, its lock, local edits and drift.
+//
+// Needs a stage before it; only, ref (compare with it instead of HEAD) and
+// acceptNew apply. Read-only: it takes no lock and changes nothing.
+// Environment: GITRIC_HOSTS, GITRIC_PARALLEL, GITRIC_OUTPUT and the SSH ones,
+// as for deploy.
+//
+//	mage gitric:prod gitric:status
 func Status(ctx context.Context) error {
-	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "status", func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Status(ctx, opts)
 		return err
 	})
 }
 
-// Unlock removes a stale deploy lock from every host of the chosen stage.
+// Unlock removes a stale deploy lock from every host of the stage.
+//
+// Needs a stage before it; only and acceptNew apply. A deploy that died
+// (its machine crashed, its connection was cut for good) can leave the
+// stage's lock on a host; the next deploy is then refused with the lock's
+// owner and this command. Do not remove the lock of a deploy that runs.
+// Environment: GITRIC_HOSTS, GITRIC_OUTPUT and the SSH ones, as for deploy.
+//
+//	mage gitric:prod gitric:unlock
 func Unlock(ctx context.Context) error {
-	return withOptions(ctx, func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "unlock", func(ctx context.Context, opts deploy.Options) error {
 		return deploy.Unlock(ctx, opts)
 	})
 }
 
-// withOptions runs fn with the options the earlier targets chose. SIGTERM
-// cancels like Ctrl-C: a host step under way is finished, locks released.
-func withOptions(ctx context.Context, fn func(context.Context, deploy.Options) error) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
-	defer stop()
-	opts, cleanup, err := current.options(ctx)
-	if err != nil {
+// withOptions runs the action fn with the options the earlier targets
+// chose, printing through the console, and stops it on SIGTERM, SIGHUP or
+// when mage is gone, as on Ctrl-C.
+func withOptions(ctx context.Context, name string, fn func(context.Context, deploy.Options) error) error {
+	set(name, func(*state) {})
+	con := console.New(os.Stdout, console.Options{JSON: jsonOutput()})
+	err := func() error {
+		ctx, stop := stopOnSignals(ctx, con)
+		defer stop()
+		opts, cleanup, err := current.options(ctx, con)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		err = fn(ctx, opts)
+		if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrStopped) {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
 		return err
+	}()
+	if err != nil && jsonOutput() {
+		con.Errorf("%v", err)
 	}
-	defer cleanup()
-	return fn(ctx, opts)
+	return err
 }
 
-func selectStage(name string) { update(func(s *state) { s.stage = name }) }
+func jsonOutput() bool { return os.Getenv("GITRIC_OUTPUT") == "json" }
+
+// selectStage records that the target named target chose the stage name.
+func selectStage(target, name string) { set(target, func(s *state) { s.stage = name }) }
+
+// set records that the target named name ran, and its choice.
+func set(name string, fn func(s *state)) {
+	update(func(s *state) {
+		s.ran = append(s.ran, name)
+		fn(s)
+	})
+}
 
 // update changes the shared state under its lock.
 func update(fn func(s *state)) {
@@ -220,14 +344,30 @@ func update(fn func(s *state)) {
 // ErrNoStage means deploy was called without a stage target before it.
 var ErrNoStage = errors.New("no stage chosen")
 
-// options turns the state into deploy options. For the local stage it
-// starts the embedded SSH server; cleanup stops it.
-func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
+// options turns the state into deploy options for the action that ran
+// last. For the local stage it starts the embedded SSH server; cleanup
+// stops it.
+func (s *state) options(ctx context.Context, con *console.Console) (deploy.Options, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nothing := func() {}
+	act := "deploy"
+	if n := len(s.ran); n > 0 && targets[strings.ToLower(s.ran[n-1])].kind == action {
+		act = s.ran[n-1]
+	}
+	c := parseCall(s.args)
+	ours, cur := c.ours(s.ran)
+	if cur >= 0 {
+		if err := checkOrder(c, ours); err != nil {
+			return deploy.Options{}, nothing, err
+		}
+	}
 	if s.stage == "" {
-		return deploy.Options{}, nothing, fmt.Errorf("%w: put a stage target before deploy, e.g. mage prod deploy (stages: %s)", ErrNoStage, s.stageNames())
+		hint := "mage prod " + act
+		if cur >= 0 {
+			hint = withSetter(c, ours, cur, "prod")
+		}
+		return deploy.Options{}, nothing, fmt.Errorf("%w: put a stage target before %s, e.g. %s (stages: %s)", ErrNoStage, act, hint, s.stageNames())
 	}
 	stage, ok := s.stages[s.stage]
 	if !ok && s.stage != LocalStage {
@@ -243,43 +383,43 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 		ForcePush:       s.forcePush,
 		IgnoreUntracked: set.IgnoreUntracked || s.ignoreUntracked,
 		DiscardEdits:    s.discardEdits,
+		TakeOver:        s.takeOver,
+		Message:         s.message,
 		SSH:             set.SSH,
 		Parallel:        set.Parallel,
 		Batch:           set.Batch,
 		NoRollback:      set.NoRollback,
+		StopTimeout:     set.StopTimeout,
+		StartTimeout:    set.StartTimeout,
 		CheckTimeout:    set.CheckTimeout,
 		CutoverTimeout:  set.CutoverTimeout,
+		LockWait:        set.LockWait,
 		Out:             os.Stdout,
 		Verbose:         mg.Verbose(),
-		JSON:            os.Getenv("GITRIC_OUTPUT") == "json",
+		JSON:            jsonOutput(),
 	}
-	sel := s.stage
-	if s.stage != LocalStage && s.stage != "prod" {
-		sel = "stage " + s.stage
-	}
-	if s.role != "" {
-		sel += " only " + s.role
-	}
-	if s.rev != "" {
-		sel = "ref " + s.rev + " " + sel
-	}
-	// flags is this call again with one more override target.
-	flags := func(extra string) string {
-		f := []string{"mage"}
-		for _, o := range []struct {
-			name string
-			on   bool
-		}{{"allowDirty", s.allowDirty}, {"forcePush", s.forcePush}, {"discardEdits", s.discardEdits}} {
-			if o.on || extra == o.name {
-				f = append(f, o.name)
-			}
+	if cur >= 0 {
+		opts.Hints = deploy.Hints{
+			AllowDirty:   withSetter(c, ours, cur, "allowDirty"),
+			ForcePush:    withSetter(c, ours, cur, "forcePush"),
+			DiscardEdits: withSetter(c, ours, cur, "discardEdits"),
+			TakeOver:     withSetter(c, ours, cur, "takeOver"),
+			Unlock:       asUnlock(c, ours, cur),
+			Status:       asAction(c, ours, cur, "status"),
 		}
-		return strings.Join(f, " ") + " " + sel + " deploy"
+	} else {
+		opts.Hints = s.hints(act)
 	}
-	opts.Hints.AllowDirty = flags("allowDirty")
-	opts.Hints.ForcePush = flags("forcePush")
-	opts.Hints.DiscardEdits = flags("discardEdits")
-	opts.Hints.Unlock = "mage " + sel + " unlock"
+	if v := os.Getenv("GITRIC_MESSAGE"); v != "" && opts.Message == "" {
+		opts.Message = v
+	}
+	if v := os.Getenv("GITRIC_LOCK_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return opts, nothing, fmt.Errorf("GITRIC_LOCK_WAIT=%q: want a duration such as 2m or 30s", v)
+		}
+		opts.LockWait = d
+	}
 	if v := os.Getenv("GITRIC_BATCH"); v != "" {
 		opts.Batch = v
 	}
@@ -303,12 +443,43 @@ func (s *state) options(ctx context.Context) (deploy.Options, func(), error) {
 		opts.SSH.HostKeyPolicy = deploy.HostKeyAcceptNew
 	}
 	if s.stage == LocalStage {
-		return localOptions(ctx, opts)
+		return localOptions(ctx, con, opts)
 	}
 	if v := os.Getenv("GITRIC_HOSTS"); v != "" {
 		opts.Stage.Hosts = splitHosts(v)
 	}
 	return opts, nothing, nil
+}
+
+// hints are the override hints when the call does not name the action
+// (a magefile target ran it, or no mage at all): the state's choices again,
+// with the package's targets under their root names.
+func (s *state) hints(act string) deploy.Hints {
+	sel := s.stage
+	if s.stage != LocalStage && s.stage != "prod" {
+		sel = "stage " + s.stage
+	}
+	if s.role != "" {
+		sel += " only " + s.role
+	}
+	unlock := "mage " + sel + " unlock"
+	if s.rev != "" {
+		sel = "ref " + s.rev + " " + sel
+	}
+	// with is this call again with one more modifier.
+	with := func(extra string) string {
+		f := []string{"mage"}
+		for _, o := range []struct {
+			name string
+			on   bool
+		}{{"allowDirty", s.allowDirty}, {"forcePush", s.forcePush}, {"discardEdits", s.discardEdits}} {
+			if o.on || extra == o.name {
+				f = append(f, o.name)
+			}
+		}
+		return strings.Join(f, " ") + " " + sel + " " + act
+	}
+	return deploy.Hints{AllowDirty: with("allowDirty"), ForcePush: with("forcePush"), DiscardEdits: with("discardEdits"), TakeOver: with("takeOver"), Unlock: unlock, Status: strings.Replace(unlock, " unlock", " status", 1)}
 }
 
 func (s *state) stageNames() string {
@@ -334,7 +505,7 @@ func splitHosts(v string) []string {
 
 // localOptions points opts at an embedded SSH server rooted in the
 // repository's .gitric/local directory.
-func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, func(), error) {
+func localOptions(ctx context.Context, con *console.Console, opts deploy.Options) (deploy.Options, func(), error) {
 	repo, err := localrepo.Open(".")
 	if err != nil {
 		return opts, func() {}, err
@@ -349,7 +520,9 @@ func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, fun
 	if err := os.WriteFile(filepath.Join(dir, ".gitignore"), []byte("*\n"), 0o644); err != nil {
 		return opts, func() {}, fmt.Errorf("local host: %w", err)
 	}
-	srv, err := localhost.Start(ctx, root)
+	// The server outlives a cancelled ctx until cleanup: the host step under
+	// way when Ctrl-C comes must be finished, through it.
+	srv, err := localhost.Start(context.WithoutCancel(ctx), root)
 	if err != nil {
 		return opts, func() {}, fmt.Errorf("local host: %w", err)
 	}
@@ -374,6 +547,6 @@ func localOptions(ctx context.Context, opts deploy.Options) (deploy.Options, fun
 		IdentitiesOnly:  true,
 		HostKeyCallback: ssh.FixedHostKey(srv.HostKey()),
 	}
-	fmt.Printf("local host: SSH server on %s for %s\n", srv.Addr(), filepath.Join(root, opts.Stage.Path))
+	con.Printf("local host: SSH server on %s for %s", srv.Addr(), filepath.Join(root, opts.Stage.Path))
 	return opts, func() { srv.Close() }, nil
 }

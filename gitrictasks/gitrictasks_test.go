@@ -3,12 +3,14 @@ package gitrictasks
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
+	"github.com/gitric/gitric/gitrictasks/internal/console"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 )
 
@@ -63,7 +65,7 @@ func TestOptionsFromTargets(t *testing.T) {
 			}
 			SetStage("prod", prod)
 			tt.targets()
-			opts, cleanup, err := current.options(context.Background())
+			opts, cleanup, err := current.options(context.Background(), console.New(io.Discard, console.Options{}))
 			defer cleanup()
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {

@@ -302,7 +302,7 @@ func (h *hostDeploy) session() *session {
 
 // closeGrace is how long an interrupted deploy waits for the hosts' steps
 // under way before it stops waiting (mage gives its targets 5 seconds).
-const closeGrace = 2 * time.Second
+const closeGrace = 3500 * time.Millisecond
 
 // close ends every host's script (releasing its lock) and connection. When
 // interrupted, it waits at most closeGrace for a host step under way, then
@@ -540,6 +540,9 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	h.mu.Lock()
 	h.sess, h.state = sess, state
 	h.mu.Unlock()
+	if se := (*ScriptError)(nil); errors.As(err, &se) && se.Code == "foreign" {
+		err = fmt.Errorf("%w. To deploy into it anyway: %s", err, d.opts.Hints.TakeOver)
+	}
 	if err != nil {
 		return &HostError{Host: name, Step: "prepare", Err: err}
 	}

@@ -157,7 +157,7 @@ func TestDirtyWorkingCopy(t *testing.T) {
 			if !errors.As(err, &de) || !errors.Is(err, deploy.ErrDirty) {
 				t.Fatalf("deploy from a dirty working copy = %v, want DirtyError", err)
 			}
-			if !strings.Contains(err.Error(), "allowDirty") {
+			if !strings.Contains(strings.ToLower(err.Error()), "allowdirty") {
 				t.Errorf("the refusal does not name allowDirty: %v", err)
 			}
 			if _, err := os.Stat(f.target); !os.IsNotExist(err) {
@@ -196,7 +196,7 @@ func TestNonFastForward(t *testing.T) {
 	if !errors.As(err, &nff) || !errors.Is(err, deploy.ErrNonFastForward) {
 		t.Fatalf("deploy of an amended commit = %v, want NonFastForwardError", err)
 	}
-	for _, want := range []string{amended, "non-fast-forward", "left as it was", "forcePush"} {
+	for _, want := range []string{amended, "non-fast-forward", "left as it was", "ForcePush"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the refusal does not say %q: %v", want, err)
 		}

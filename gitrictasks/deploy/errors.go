@@ -53,7 +53,7 @@ func (e *DirtyError) Error() string {
 		more = fmt.Sprintf(" and %d more", len(shown)-5)
 		shown = shown[:5]
 	}
-	return fmt.Sprintf("Working copy is dirty (%s%s in %s). This check can be overridden by adding allowDirty to your call: %s",
+	return fmt.Sprintf("Working copy is dirty (%s%s in %s). To deploy the committed revision anyway, leaving these out: %s",
 		strings.Join(shown, ", "), more, e.Root, e.Hint)
 }
 
@@ -70,7 +70,7 @@ type NonFastForwardError struct {
 func (e *NonFastForwardError) Error() string {
 	return fmt.Sprintf("%s is a non-fast-forward push to %s: the host is on %s, which it does not contain. "+
 		"The seed was aborted and the host left as it was, so you don't lose information. "+
-		"If you are doing this intentionally (a rollback, an amended commit), add forcePush to your call: %s",
+		"If you are doing this intentionally (a rollback, an amended commit), force it: %s",
 		e.Commit, e.Host, e.Current, e.Hint)
 }
 

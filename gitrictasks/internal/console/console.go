@@ -16,7 +16,8 @@ import (
 
 // Options choose the output's form.
 type Options struct {
-	// JSON prints every line as a JSON object: {"time","host","msg"}.
+	// JSON prints every line as a JSON object: {"time","host","msg"}, and
+	// the error that ends a run as {"time","level":"error","msg"}.
 	JSON bool
 	// Color forces colour on or off; nil: colour when out is a terminal
 	// and NO_COLOR is not set.
@@ -61,18 +62,30 @@ func isTerminal(w io.Writer) bool {
 
 // Printf prints one line about the whole run.
 func (c *Console) Printf(format string, args ...any) {
-	c.line("", strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+	c.line("", "", strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
 }
 
-func (c *Console) line(host, msg string) {
+// Errorf prints the error that ends the run. In JSON mode it is one object
+// {"time","level":"error","msg"} whatever newlines the message holds; as
+// text, "Error: " and the message, as mage prints a target's error.
+func (c *Console) Errorf(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	if !c.json {
+		msg = "Error: " + msg
+	}
+	c.line("", "error", msg)
+}
+
+func (c *Console) line(host, level, msg string) {
 	var b []byte
 	switch {
 	case c.json:
 		v := struct {
-			Time string `json:"time"`
-			Host string `json:"host,omitempty"`
-			Msg  string `json:"msg"`
-		}{time.Now().UTC().Format(time.RFC3339Nano), host, msg}
+			Time  string `json:"time"`
+			Level string `json:"level,omitempty"`
+			Host  string `json:"host,omitempty"`
+			Msg   string `json:"msg"`
+		}{time.Now().UTC().Format(time.RFC3339Nano), level, host, msg}
 		b, _ = json.Marshal(v)
 		b = append(b, '\n')
 	case host == "":
@@ -117,7 +130,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		line := string(w.pending[:i])
 		w.pending = w.pending[i+1:]
 		if strings.TrimSpace(line) != "" {
-			w.c.line(w.host, line)
+			w.c.line(w.host, "", line)
 		}
 	}
 	return len(p), nil
@@ -133,7 +146,7 @@ func (w *Writer) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if strings.TrimSpace(string(w.pending)) != "" {
-		w.c.line(w.host, string(w.pending))
+		w.c.line(w.host, "", string(w.pending))
 	}
 	w.pending = nil
 }

@@ -53,3 +53,33 @@ func TestColorOnlyWhenAsked(t *testing.T) {
 		t.Errorf("colour on a non-terminal: %q", out.String())
 	}
 }
+
+func TestErrorf(t *testing.T) {
+	tests := []struct {
+		name string
+		json bool
+		want func(t *testing.T, out string)
+	}{
+		{"text", false, func(t *testing.T, out string) {
+			if out != "Error: refused\nsee above\n" {
+				t.Errorf("got %q", out)
+			}
+		}},
+		{"json", true, func(t *testing.T, out string) {
+			if strings.Count(out, "\n") != 1 {
+				t.Fatalf("not one line: %q", out)
+			}
+			var v map[string]any
+			if err := json.Unmarshal([]byte(out), &v); err != nil || v["level"] != "error" || v["msg"] != "refused\nsee above" {
+				t.Errorf("line %s: %v %v", out, v, err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			New(&out, Options{JSON: tt.json}).Errorf("refused\nsee %s\n", "above")
+			tt.want(t, out.String())
+		})
+	}
+}
