@@ -19,7 +19,7 @@
 //		gitrictasks.SetStage("prod", gitrictasks.StageConfig{
 //			Hosts: []string{"deploy@web1.example.com", "deploy@web2.example.com:2222"},
 //			Roles: map[string][]string{"web": {"deploy@web1.example.com"}},
-//			Path:  "apps/hello", // relative to the login user's home
+//			Path:  "apps/hello", // relative to the home of the user the commands run as
 //			Stop:  "sudo systemctl stop hello",
 //			Start: "sudo systemctl start hello",
 //			Check: "curl -fsS localhost:8080/health",
