@@ -276,8 +276,8 @@ func TestJSONOutput(t *testing.T) {
 		stdout.Reset()
 		stderr.Reset()
 		err := mageTo(t, example, jsonEnv, &stdout, &stderr, args...)
-		if code := exitCode(err); code != 1 {
-			t.Errorf("mage %s: exit code %d, want 1", strings.Join(args, " "), code)
+		if code := exitCode(err); code != 10 { // gitrictasks.ExitRefused
+			t.Errorf("mage %s: exit code %d, want 10 (refused)", strings.Join(args, " "), code)
 		}
 		objs := lines(stdout.String())
 		last := objs[len(objs)-1]

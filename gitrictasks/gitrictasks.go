@@ -318,7 +318,7 @@ func withOptions(ctx context.Context, name string, fn func(context.Context, depl
 	if err != nil && jsonOutput() {
 		con.Errorf("%v", err)
 	}
-	return err
+	return withExitStatus(err)
 }
 
 func jsonOutput() bool { return os.Getenv("GITRIC_OUTPUT") == "json" }

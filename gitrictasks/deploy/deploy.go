@@ -850,6 +850,7 @@ func (d *deployment) cutover(h *hostDeploy) error {
 	h.res.Err = &HostError{Host: name, Step: "cutover", Err: step}
 	if r.resetStatus == "f" {
 		h.res.Outcome = OutcomeRolledBack // the host put itself back
+		h.res.Err = &HostError{Host: name, Step: "cutover", Err: fmt.Errorf("%w (%w)", step, ErrRolledBack)}
 	}
 	if !r.moved() || d.opts.NoRollback || h.from.IsZero() {
 		return h.res.Err
@@ -864,6 +865,7 @@ func (d *deployment) cutover(h *hostDeploy) error {
 		return h.res.Err
 	}
 	h.res.Outcome = OutcomeRolledBack
+	h.res.Err = &HostError{Host: name, Step: "cutover", Err: fmt.Errorf("%w; %w to %s", step, ErrRolledBack, d.describe(h.from))}
 	h.log.Printf("rolled back to %s", d.describe(h.from))
 	return h.res.Err
 }

@@ -157,3 +157,7 @@ var ErrScript = hostscript.ErrScript
 // (nogit, path, notempty, foreign, init, proto) and a message that says
 // what, where and how to fix it.
 type ScriptError = hostscript.ScriptError
+
+// ErrRolledBack means a host's cutover failed and the host was put back
+// on its previous commit (the error says which step failed).
+var ErrRolledBack = errors.New("rolled back")
