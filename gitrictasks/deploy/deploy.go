@@ -40,6 +40,7 @@ type HostResult struct {
 	Bytes    int64
 	Stop     time.Duration
 	Reset    time.Duration
+	Build    time.Duration // a build inside the cutover (ModeInPlace)
 	Start    time.Duration
 	Downtime time.Duration // from the stop command's start to the start command's end
 	// Finishing is set when gitric stopped waiting (interrupted) while the
@@ -96,6 +97,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			"Deploy from a full clone (in CI: actions/checkout with fetch-depth: 0 and no filter), or fetch them: git fetch --refetch", ErrIncompleteClone, repo.Root())
 	}
 	if d.shallow, err = repo.Shallow(); err != nil {
+		return nil, err
+	}
+	if d.secrets, err = readSecrets(d.opts.Stage.Secrets); err != nil {
+		return nil, err
+	}
+	if err := d.checkShared(); err != nil {
 		return nil, err
 	}
 	if d.opts.Stage.Submodules {
@@ -207,8 +214,8 @@ func prepare(ctx context.Context, opts Options, action Action) (*deployment, err
 		}
 	}
 	d.con = console.New(opts.Out, console.Options{JSON: opts.JSON}, names...)
-	for _, a := range addrs {
-		d.hosts = append(d.hosts, &hostDeploy{addr: a, log: d.con.Host(a.Name()), res: HostResult{Host: a.Name()}})
+	for i, a := range addrs {
+		d.hosts = append(d.hosts, &hostDeploy{addr: a, spec: hosts[i], log: d.con.Host(a.Name()), res: HostResult{Host: a.Name()}})
 	}
 	d.started = time.Now()
 	return d, nil
@@ -248,7 +255,8 @@ type deployment struct {
 	hosts    []*hostDeploy
 	started  time.Time
 	packs    *packs
-	cutovers sync.WaitGroup // the cutover goroutines
+	secrets  map[string]string // the stage's secrets, by name
+	cutovers sync.WaitGroup    // the cutover goroutines
 }
 
 // dialFunc connects to a host (the seam the tests replace).
@@ -257,6 +265,7 @@ type dialFunc func(ctx context.Context, a remote.Address, logf func(string, ...a
 type hostDeploy struct {
 	mu      sync.Mutex // guards sess, which phase one may end on cancellation
 	addr    remote.Address
+	spec    string // the host as the stage lists it
 	log     *console.Writer
 	dialed  chan struct{} // closed when conn or dialErr is set
 	dialErr error
@@ -265,6 +274,7 @@ type hostDeploy struct {
 	state   hostState
 	from    plumbing.Hash
 	to      plumbing.Hash
+	release string // the release prepared in phase one (release mode)
 	res     HostResult
 	// cutErr and cutDone are the cutover goroutine's; read after it ends.
 	cutErr  error
@@ -400,9 +410,43 @@ func (d *deployment) seedAll(ctx context.Context) error {
 		}
 	}
 	if len(errs) == 0 {
+		if err := d.once(ctx); err != nil {
+			return d.abort(ctx, []error{err})
+		}
 		return nil
 	}
 	return d.abort(ctx, errs)
+}
+
+// once runs the stage's run-once command on its host, when any host is to
+// be cut over: after every host is seeded and built, before any cutover.
+func (d *deployment) once(ctx context.Context) error {
+	if d.opts.Stage.Once == "" || d.action != ActionDeploy || ctx.Err() != nil {
+		return nil
+	}
+	due := false
+	for _, h := range d.hosts {
+		due = due || !h.res.Skipped
+	}
+	if !due {
+		return nil
+	}
+	h := d.onceHost()
+	h.log.Printf("running the run-once command (%s)", d.opts.Stage.Once)
+	status, err := h.session().runOnce(d.commit.Hash, d.opts.OnceTimeout)
+	switch {
+	case err != nil:
+	case status == "t":
+		err = fmt.Errorf("%w: the run-once command did not finish within %s and was killed", ErrCommandTimeout, d.opts.OnceTimeout)
+	case status != "0":
+		err = fmt.Errorf("the run-once command failed (exit status %s); see its last lines above", status)
+	}
+	if err != nil {
+		h.res.Outcome = OutcomeFailed
+		h.res.Err = &HostError{Host: h.addr.Name(), Step: "once", Err: err}
+		return h.res.Err
+	}
+	return nil
 }
 
 // abort ends a deploy in phase one: no host is cut over, and the hosts
@@ -413,6 +457,13 @@ func (d *deployment) abort(ctx context.Context, errs []error) error {
 		reason = "the deploy was interrupted"
 	}
 	d.each(func(h *hostDeploy) {
+		if h.release != "" && h.session() != nil {
+			// Its release goes unused: remove it.
+			if err := h.session().discard(); err != nil {
+				h.log.Printf("could not remove the unused release %s: %v", h.release, err)
+			}
+			h.release = ""
+		}
 		switch {
 		case h.res.Outcome != "":
 		case h.res.Err != nil:
@@ -512,6 +563,11 @@ func (d *deployment) vars(action hostscript.Action) hostscript.Vars {
 		StopWait: d.opts.StopTimeout, StartWait: d.opts.StartTimeout, CheckWait: d.opts.CheckTimeout,
 		Colors: st.Colors, Sudo: st.Sudo, Submodules: st.Submodules,
 		Adopt: d.opts.TakeOver,
+		Build: st.Build, BuildWait: d.opts.BuildTimeout,
+		Once: st.Once, OnceWait: d.opts.OnceTimeout,
+		Shared:    st.Shared,
+		Overlap:   st.Overlap && st.mode() == ModeRelease,
+		HTTPCheck: st.HTTPCheck != "",
 	}
 }
 
@@ -530,13 +586,14 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	}
 	vars.LockWait = d.opts.LockWait
 	vars.AuditLog = d.action == ActionRollback
+	vars.Env = d.hostEnv(h.spec)
 	if d.action == ActionDeploy {
 		vars.New = d.commit.Hash.String()
 		vars.Audit = auditHead{Who: d.opts.Who, Action: ActionDeploy, To: vars.New, Message: d.opts.Message}.prefix()
 	}
 	// The script's session outlives a cancelled ctx: a cutover under way
 	// must finish. Phase one ends the scripts itself on cancellation.
-	sess, state, err := openSession(context.WithoutCancel(ctx), h.conn, vars, h.log)
+	sess, state, err := openSession(context.WithoutCancel(ctx), h.conn, vars, h.log, d.secrets)
 	h.mu.Lock()
 	h.sess, h.state = sess, state
 	h.mu.Unlock()
@@ -589,11 +646,17 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		if err := d.prepareRollback(h, st); err != nil || h.res.Skipped {
 			return err
 		}
-		untracked, err := sess.verify(h.to)
+		untracked, missing, err := sess.verify(h.to)
 		if err != nil {
 			return &HostError{Host: name, Step: "prepare", Err: err}
 		}
-		return d.refuseUntracked(h, untracked)
+		if err := d.refuseMissing(h, missing); err != nil {
+			return err
+		}
+		if err := d.refuseUntracked(h, untracked); err != nil {
+			return err
+		}
+		return d.prepareRelease(h, true)
 	}
 	end := func() error { // no push: end receive-pack with no update
 		_, err := sess.push(ctx, nil, st.head, nil, nil)
@@ -657,7 +720,69 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		}
 		h.log.Printf("seeded %d commit(s), %d object(s), %s in %s (the host %s)", stats.commits, stats.objects, byteSize(stats.bytes), round(h.res.Seed), on)
 	}
-	return d.refuseUntracked(h, stats.untracked)
+	if err := d.refuseMissing(h, stats.missing); err != nil {
+		return err
+	}
+	if err := d.refuseUntracked(h, stats.untracked); err != nil {
+		return err
+	}
+	return d.prepareRelease(h, false)
+}
+
+// prepareRelease has a release-mode host check the new release out and
+// build it, in phase one, while the old version serves.
+func (d *deployment) prepareRelease(h *hostDeploy, reuse bool) error {
+	if d.opts.Stage.mode() != ModeRelease || h.res.Skipped {
+		return nil
+	}
+	start := time.Now()
+	rel, built, err := h.session().prepare(h.to, reuse, d.opts.BuildTimeout)
+	switch {
+	case errors.Is(err, errPrepare) && built == "t":
+		err = fmt.Errorf("%w: the build did not finish within %s and was killed; the release was removed", ErrCommandTimeout, d.opts.BuildTimeout)
+	case errors.Is(err, errPrepare) && built != "-" && built != "0":
+		err = fmt.Errorf("the build failed (exit status %s); see its last lines above; the release was removed", built)
+	case errors.Is(err, errPrepare) && reuse:
+		err = fmt.Errorf("%w: the release of %s is not on the host any more (pruned: Keep is %d)", ErrNoPrevious, short(h.to), d.opts.Stage.Keep)
+	case errors.Is(err, errPrepare):
+		err = fmt.Errorf("could not check %s out into a new release (see the host's message above)", short(h.to))
+	}
+	if err != nil {
+		return &HostError{Host: h.addr.Name(), Step: "build", Err: err}
+	}
+	h.release = rel
+	if built == "0" {
+		h.log.Printf("built %s in %s", rel, round(time.Since(start)))
+	}
+	return nil
+}
+
+// ErrSharedMissing means a host lacks a shared file the stage names.
+var ErrSharedMissing = errors.New("shared file missing on the host")
+
+// refuseMissing refuses a host that lacks one of the stage's shared files.
+func (d *deployment) refuseMissing(h *hostDeploy, paths []string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	h.res.Outcome = OutcomeRefused
+	p := strings.TrimPrefix(d.opts.Stage.Path, "~/")
+	return &HostError{Host: h.addr.Name(), Step: "prepare", Err: fmt.Errorf("%w: %s; create it on the host first, e.g.: ssh %s 'mkdir -p %s/shared && cat > %s/shared/%s' < %s",
+		ErrSharedMissing, strings.Join(paths, ", "), h.spec, p, p, paths[0], paths[0])}
+}
+
+// checkShared refuses, in place, shared paths that the commit tracks: the
+// working copy is the repository's, so they could not be linked.
+func (d *deployment) checkShared() error {
+	if d.opts.Stage.mode() != ModeInPlace || len(d.opts.Stage.Shared) == 0 {
+		return nil
+	}
+	for _, p := range d.opts.Stage.Shared {
+		if d.repo.Tracks(d.commit.Hash, strings.TrimSuffix(p, "/")) {
+			return fmt.Errorf("%w: stage %q: the shared path %s is tracked in %s; in place, shared paths must be untracked (ignore it in .gitignore), or use Mode release", ErrInvalidOptions, d.opts.Stage.Name, p, d.commit.Short())
+		}
+	}
+	return nil
 }
 
 // shallowError explains a deploy a shallow clone cannot prove safe.
@@ -824,7 +949,7 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 func (d *deployment) cutover(h *hostDeploy) error {
 	name := h.addr.Name()
 	sess := h.session()
-	t := timeouts{stop: d.opts.StopTimeout, start: d.opts.StartTimeout, check: d.opts.CheckTimeout}
+	t := timeouts{stop: d.opts.StopTimeout, start: d.opts.StartTimeout, check: d.opts.CheckTimeout, build: d.opts.BuildTimeout}
 	if d.action == ActionSwap {
 		begin := time.Now()
 		if err := sess.swap(h.auditHead(d, ActionSwap, h.from)); err != nil {
@@ -834,8 +959,12 @@ func (d *deployment) cutover(h *hostDeploy) error {
 		h.res.Outcome, h.res.Downtime = OutcomeOK, time.Since(begin)
 		return nil
 	}
-	r, err := sess.cutover(h.to, OutcomeOK, h.auditHead(d, d.action, h.to), t, d.opts.CutoverTimeout)
-	h.res.Stop, h.res.Reset, h.res.Start, h.res.Downtime = r.stop, r.reset, r.start, r.downtime
+	head := h.auditHead(d, d.action, h.to)
+	if d.opts.Stage.Overlap && d.opts.Stage.mode() == ModeRelease {
+		head.Cutover = "overlap"
+	}
+	r, err := sess.cutover(h.to, OutcomeOK, head, t, d.opts.CutoverTimeout, d.httpCheck(h, h.to))
+	h.res.Stop, h.res.Reset, h.res.Build, h.res.Start, h.res.Downtime = r.stop, r.reset, r.build, r.start, r.downtime
 	if err != nil {
 		h.res.Outcome, h.res.Err = OutcomeFailed, &HostError{Host: name, Step: "cutover", Err: err}
 		return h.res.Err
@@ -843,7 +972,14 @@ func (d *deployment) cutover(h *hostDeploy) error {
 	step := r.failure(h.to, t)
 	if step == nil {
 		h.res.Outcome = OutcomeOK
-		h.log.Printf("downtime %s (stop %s, switch %s, start %s)", round(r.downtime), round(r.stop), round(r.reset), round(r.start))
+		switch {
+		case r.overlap:
+			h.log.Printf("overlap: no downtime (start %s, then the switch and the old one's stop %s)", round(r.start), round(r.stop))
+		case r.buildStatus == "0":
+			h.log.Printf("downtime %s (stop %s, switch %s, build %s, start %s)", round(r.downtime), round(r.stop), round(r.reset), round(r.build), round(r.start))
+		default:
+			h.log.Printf("downtime %s (stop %s, switch %s, start %s)", round(r.downtime), round(r.stop), round(r.reset), round(r.start))
+		}
 		return nil
 	}
 	h.res.Outcome = OutcomeFailed
@@ -856,7 +992,7 @@ func (d *deployment) cutover(h *hostDeploy) error {
 		return h.res.Err
 	}
 	h.log.Printf("%v; rolling back to %s", step, d.describe(h.from))
-	rb, err := sess.cutover(h.from, OutcomeRolledBack, h.auditHead(d, d.action, h.from), t, d.opts.CutoverTimeout)
+	rb, err := sess.cutover(h.from, OutcomeRolledBack, h.auditHead(d, d.action, h.from), t, d.opts.CutoverTimeout, d.httpCheck(h, h.from))
 	if err == nil {
 		err = rb.failure(h.from, t)
 	}

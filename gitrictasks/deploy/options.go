@@ -12,6 +12,7 @@
 package deploy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,76 @@ type Stage struct {
 	// objects are pushed with the commit's, from the local clone; a host
 	// never fetches anything.
 	Submodules bool
+
+	// Build is a shell command run on every host in the new working copy,
+	// with Env: in ModeRelease in the new release directory during phase
+	// one, while the old version serves (a build that fails on any host
+	// stops the deploy before any cutover, and its release is removed); in
+	// ModeBlueGreen in next, after its switch (next does not serve); in
+	// ModeInPlace after the switch and before Start, inside the downtime.
+	Build string
+	// Artifacts are built locally and shipped with the commit as git
+	// objects, so hosts need no toolchain (see Artifacts).
+	Artifacts *Artifacts
+	// Shared paths (ModeRelease, ModeBlueGreen) live in Path/shared on each
+	// host and are linked into every release and colour before the build,
+	// so they survive deploys, rollbacks and pruning: ".env", "data/". A
+	// trailing slash marks a directory, created when missing; a shared
+	// file must exist on every host before the deploy. A shared path that
+	// the commit tracks is replaced by the link (with a warning). In
+	// ModeInPlace shared paths must be untracked, and are left as they are.
+	Shared []string
+	// Env is exported to every command gitric runs on a host (Build, Once,
+	// Stop, Start, Check); HostEnv overrides it per host (keyed by the host
+	// as Hosts lists it).
+	Env     map[string]string
+	HostEnv map[string]map[string]string
+	// Secrets name local environment variables (from the CI's secret
+	// store, say) whose values are exported like Env. They travel inside
+	// the SSH session's standard input, never on a command line, are never
+	// written to the audit log, and are printed as *** wherever a host's
+	// output shows them. A secret that is not set locally is an error
+	// before any host is touched.
+	Secrets []string
+	// Once is a command (a migration) run on exactly one host per deploy:
+	// the first host of the "primary" role when there is one, else the
+	// first host; in the new release (in a scratch checkout of the new
+	// commit in the other modes), after every host is seeded and built and
+	// before the first cutover. If it fails, no host is cut over. It is not
+	// run by rollback.
+	Once string
+	// Overlap (ModeRelease) starts the new version before it stops the old
+	// one: Start in the new release, the health check, the switch of
+	// current, then Stop in the old release. With a service that listens
+	// with SO_REUSEPORT there is no moment without a listener. Stop must
+	// then stop only the release it runs in (e.g. by a pid file there).
+	Overlap bool
+	// HTTPCheck is a URL on the host (http://127.0.0.1:8080/health) that
+	// must answer 2xx within CheckTimeout after Start. gitric requests it
+	// itself, through the SSH connection: the host needs no HTTP client.
+	HTTPCheck string
+	// HTTPCheckVersion also requires the answer to contain the deployed
+	// commit's short hash, so that the new version, not the old one,
+	// answered.
+	HTTPCheckVersion bool
+}
+
+// Artifacts is a local build whose outputs are deployed with the commit.
+// gitric builds in a clean checkout of the deployed commit (never the
+// working copy), then commits the outputs on top of the commit's tree as a
+// deploy commit of its own (parent: the source commit) and pushes that:
+// an unchanged output is not sent again, and a rollback runs the very same
+// binary. Everything gitric reports (status, audit, drift) names the source
+// commit.
+type Artifacts struct {
+	// Command runs under sh in the checkout, e.g.
+	// "GOOS=linux go build -o bin/app ./cmd/app"; GITRIC_COMMIT is set.
+	Command string
+	// Func builds in dir instead of Command.
+	Func func(ctx context.Context, dir string) error
+	// Paths are what the build writes, relative to the checkout (a file or
+	// a directory); each goes to the same path in the deployed tree.
+	Paths []string
 }
 
 // Mode is how a stage lays out and replaces the working copy on a host.
@@ -157,6 +228,9 @@ type Options struct {
 	// CutoverTimeout bounds the switch of the working copy on one host (a
 	// checkout); default 10m.
 	CutoverTimeout time.Duration
+	// BuildTimeout and OnceTimeout bound Stage.Build (on each host) and
+	// Stage.Once; default 10m each.
+	BuildTimeout, OnceTimeout time.Duration
 	// LockWait is how long to wait for a lock that a live deploy holds,
 	// instead of failing at once (for CI pipelines that queue). A lock
 	// whose holder is gone (its process died, or the host rebooted) is
@@ -210,7 +284,7 @@ func (o *Options) Validate() error {
 			return bad("the %s command holds a NUL byte or a line gitric reserves (#gitric-end)", name)
 		}
 	}
-	for _, d := range []time.Duration{o.StopTimeout, o.StartTimeout, o.CheckTimeout, o.CutoverTimeout, o.LockWait} {
+	for _, d := range []time.Duration{o.StopTimeout, o.StartTimeout, o.CheckTimeout, o.CutoverTimeout, o.LockWait, o.BuildTimeout, o.OnceTimeout} {
 		if d < 0 {
 			return bad("timeouts must not be negative")
 		}
@@ -290,6 +364,12 @@ func (o *Options) defaults() {
 	}
 	if o.CutoverTimeout == 0 {
 		o.CutoverTimeout = 10 * time.Minute
+	}
+	if o.BuildTimeout == 0 {
+		o.BuildTimeout = 10 * time.Minute
+	}
+	if o.OnceTimeout == 0 {
+		o.OnceTimeout = 10 * time.Minute
 	}
 	if o.StopTimeout == 0 {
 		o.StopTimeout = 2 * time.Minute

@@ -79,7 +79,7 @@ type session struct {
 	stderr     tailWriter
 
 	timedOut atomic.Pointer[string] // what a wait was for when its bound ran out
-	once     sync.Once
+	waitOnce sync.Once
 	waitErr  error
 }
 
@@ -108,7 +108,7 @@ const stepTimeout = 2 * time.Minute
 
 // openSession starts the host script for vars and reads the host's state:
 // everything up to the "ready" line.
-func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console.Writer) (*session, hostState, error) {
+func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console.Writer, secrets map[string]string) (*session, hostState, error) {
 	token := hostscript.NewToken()
 	p, err := l.start(ctx, hostscript.Command(vars.Sudo))
 	if err != nil {
@@ -117,7 +117,11 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 	s := &session{proc: p, dec: hostscript.NewDecoder(p.stdout, token), token: token, log: log, sudo: vars.Sudo, stderrDone: make(chan struct{})}
 	go func() {
 		defer close(s.stderrDone)
-		_, _ = io.Copy(io.MultiWriter(log, &s.stderr), p.stderr)
+		out := newMasker(io.MultiWriter(log, &s.stderr), secrets)
+		_, _ = io.Copy(out, p.stderr)
+		if m, ok := out.(*masker); ok {
+			m.Flush()
+		}
 		log.Flush()
 	}()
 	var st hostState
@@ -270,7 +274,7 @@ func (s *session) send(words ...string) error {
 
 // wait ends the script's input (it exits, releasing its lock) and waits.
 func (s *session) wait() error {
-	s.once.Do(func() {
+	s.waitOnce.Do(func() {
 		_ = s.proc.stdin.Close()
 		_, _ = io.Copy(io.Discard, s.dec.Reader())
 		<-s.stderrDone
@@ -291,6 +295,7 @@ type seedStats struct {
 	commits, objects int
 	bytes            int64
 	untracked        []string // host files the new commit would overwrite
+	missing          []string // shared files the host lacks
 }
 
 // refTarget is a ref a push sets on the host.
@@ -353,43 +358,102 @@ func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.H
 		if len(updates) > 0 && seed != targets[0].want.String() {
 			return fmt.Errorf("the host's git did not store %s (refs/gitric/seed is %s)", short(targets[0].want), seed)
 		}
-		st.untracked, err = s.untrackedList()
+		st.untracked, st.missing, err = s.untrackedList()
 		return err
 	})
 	return st, err
 }
 
-// untrackedList reads untracked lines up to "verified".
-func (s *session) untrackedList() ([]string, error) {
-	var paths []string
+// untrackedList reads untracked and missing lines up to "verified".
+func (s *session) untrackedList() (untracked, missing []string, err error) {
+	const want = `"untracked", "missing" or "verified"`
 	for {
-		l, err := s.next(`"untracked" or "verified"`)
+		l, err := s.next(want)
 		if err != nil {
-			return paths, err
+			return untracked, missing, err
 		}
 		switch l.Word {
 		case hostscript.WordUntracked:
-			paths = append(paths, l.Arg)
+			untracked = append(untracked, l.Arg)
+		case hostscript.WordMissing:
+			missing = append(missing, l.Arg)
 		case hostscript.WordVerified:
-			return paths, nil
+			return untracked, missing, nil
 		default:
-			return paths, &hostscript.ProtocolError{Want: `"untracked" or "verified"`, Got: []byte(l.Word)}
+			return untracked, missing, &hostscript.ProtocolError{Want: want, Got: []byte(l.Word)}
 		}
 	}
 }
 
-// verify asks which untracked files checking want out would overwrite.
-func (s *session) verify(want plumbing.Hash) ([]string, error) {
-	var paths []string
-	err := s.bounded("the host's untracked files", stepTimeout, func() error {
+// verify asks which untracked files checking want out would overwrite,
+// and which shared files the host lacks.
+func (s *session) verify(want plumbing.Hash) (untracked, missing []string, err error) {
+	err = s.bounded("the host's untracked files", stepTimeout, func() error {
 		if err := s.send(hostscript.CmdVerify, want.String()); err != nil {
 			return err
 		}
 		var err error
-		paths, err = s.untrackedList()
+		untracked, missing, err = s.untrackedList()
 		return err
 	})
-	return paths, err
+	return untracked, missing, err
+}
+
+// prepare has the host make the release of want (release mode, phase
+// one): check it out beside the live one, link the shared paths, build.
+// With reuse, only an existing complete release will do (a rollback).
+func (s *session) prepare(want plumbing.Hash, reuse bool, build time.Duration) (release, built string, err error) {
+	how := "new"
+	if reuse {
+		how = "reuse"
+	}
+	err = s.bounded("the release to be prepared", build+stepTimeout, func() error {
+		if err := s.send(hostscript.CmdPrepare, want.String(), how); err != nil {
+			return err
+		}
+		var err error
+		if built, err = s.expect(hostscript.WordBuilt); err != nil {
+			return err
+		}
+		arg, err := s.expect(hostscript.WordPrepared)
+		if err != nil {
+			return err
+		}
+		status, rel, _ := strings.Cut(arg, " ")
+		if status != "0" {
+			return errPrepare
+		}
+		release = rel
+		return nil
+	})
+	return release, built, err
+}
+
+var errPrepare = errors.New("the release could not be prepared")
+
+// discard removes the release prepare made, when no host is cut over.
+func (s *session) discard() error {
+	return s.bounded("the release to be removed", stepTimeout, func() error {
+		if err := s.send(hostscript.CmdDiscard); err != nil {
+			return err
+		}
+		_, err := s.expect(hostscript.WordDiscarded)
+		return err
+	})
+}
+
+// once runs the stage's run-once command on this host.
+func (s *session) runOnce(want plumbing.Hash, timeout time.Duration) (string, error) {
+	var status string
+	err := s.bounded("the run-once command", timeout+15*time.Second, func() error {
+		if err := s.send(hostscript.CmdOnce, want.String()); err != nil {
+			return err
+		}
+		var err error
+		status, err = s.expect(hostscript.WordOnced)
+		return err
+	})
+	return status, err
 }
 
 // pushError prefers the script's account of a failed push, then git's.
@@ -460,13 +524,15 @@ func (s *session) meter(cw *countingWriter) (stop func()) {
 
 // cutoverResult is how a cutover went, step by step.
 type cutoverResult struct {
-	stop, reset, start, downtime time.Duration
-	stopStatus, resetStatus      string
-	startStatus, checkStatus     string
+	stop, reset, build, start, downtime  time.Duration
+	stopStatus, resetStatus, buildStatus string
+	startStatus, checkStatus             string
+	overlap                              bool  // started before the old one stopped
+	httpErr                              error // why the HTTP check failed
 }
 
 // timeouts are the bounds of the service commands, for messages.
-type timeouts struct{ stop, start, check time.Duration }
+type timeouts struct{ stop, start, check, build time.Duration }
 
 // failure names the step that failed, or returns nil.
 func (r cutoverResult) failure(want plumbing.Hash, t timeouts) error {
@@ -481,14 +547,20 @@ func (r cutoverResult) failure(want plumbing.Hash, t timeouts) error {
 		return fmt.Errorf("could not check %s out on the host (a full disk?); the working copy was put back on the old commit and the service started there", short(want))
 	case r.resetStatus == "x":
 		return fmt.Errorf("%w: could not check %s out on the host, nor put the old commit back: the working copy is mixed, and the service was NOT started. Free the disk (or fix what the host's message above says) and deploy again", ErrMixed, short(want))
-	case r.resetStatus != "0":
+	case r.resetStatus != "0" && !(r.overlap && r.resetStatus == "-"):
 		return fmt.Errorf("checking %s out failed (status %s)", short(want), r.resetStatus)
+	case r.buildStatus == "t":
+		return fmt.Errorf("%w: the build did not finish within %s and was killed, after the switch to %s", ErrCommandTimeout, t.build, short(want))
+	case r.buildStatus != "0" && r.buildStatus != "-":
+		return fmt.Errorf("the build failed (exit status %s) after the switch to %s; see its last lines above", r.buildStatus, short(want))
 	case r.startStatus == "t":
 		return fmt.Errorf("%w: the start command did not finish within %s and was killed, after the switch to %s", ErrCommandTimeout, t.start, short(want))
 	case r.startStatus != "0" && r.startStatus != "-":
 		return fmt.Errorf("the start command failed (exit status %s) after the switch to %s", r.startStatus, short(want))
 	case r.checkStatus == "t":
 		return fmt.Errorf("%w: the health check did not pass within %s (its last attempt was killed) after the switch to %s", ErrCommandTimeout, t.check, short(want))
+	case r.checkStatus != "0" && r.checkStatus != "-" && r.httpErr != nil:
+		return fmt.Errorf("the HTTP check failed after the start of %s: %w", short(want), r.httpErr)
 	case r.checkStatus != "0" && r.checkStatus != "-":
 		return fmt.Errorf("the health check did not pass within %s after the switch to %s", t.check, short(want))
 	}
@@ -497,7 +569,7 @@ func (r cutoverResult) failure(want plumbing.Hash, t timeouts) error {
 
 // moved says whether the host's working copy is on the new commit.
 func (r cutoverResult) moved() bool {
-	return r.resetStatus == "0" && (r.stopStatus == "0" || r.stopStatus == "-")
+	return r.resetStatus == "0" && (r.stopStatus == "0" || r.stopStatus == "-" || r.overlap)
 }
 
 var (
@@ -517,6 +589,7 @@ type auditHead struct {
 	From    string `json:"from,omitempty"`
 	To      string `json:"to,omitempty"`
 	Message string `json:"message,omitempty"`
+	Cutover string `json:"cutover,omitempty"` // "overlap"
 }
 
 func (a auditHead) prefix() string {
@@ -524,52 +597,86 @@ func (a auditHead) prefix() string {
 	return strings.TrimSuffix(string(b), "}")
 }
 
-// cutover tells the script to stop, switch to want, start and check, and
-// times each step. The host writes the audit line (ok is its result if
-// every step passes). The error is a broken session; a failing step is in
-// the result (see failure).
-func (s *session) cutover(want plumbing.Hash, ok Outcome, audit auditHead, t timeouts, overall time.Duration) (cutoverResult, error) {
+// cutover tells the script to stop, switch to want, build, start and
+// check, and times each step. The host writes the audit line (ok is its
+// result if every step passes). The script says each step's word once, in
+// the order of its mode; a "checkhttp" on the way is answered with the
+// verdict of httpCheck. The error is a broken session; a failing step is
+// in the result (see failure).
+func (s *session) cutover(want plumbing.Hash, ok Outcome, audit auditHead, t timeouts, overall time.Duration, httpCheck func() error) (cutoverResult, error) {
 	var r cutoverResult
 	if err := s.send(hostscript.CmdCutover, want.String(), string(ok), audit.prefix()); err != nil {
 		return r, err
 	}
 	const grace = 15 * time.Second // the kill after a timeout, and the network
-	steps := []struct {
-		word   string
-		bound  time.Duration
-		status *string
-		took   *time.Duration
-	}{
-		{hostscript.WordStopping, overall, nil, nil},
-		{hostscript.WordStopped, t.stop + grace, &r.stopStatus, &r.stop},
-		{hostscript.WordReset, overall, &r.resetStatus, &r.reset},
-		{hostscript.WordStarted, t.start + grace, &r.startStatus, &r.start},
-		{hostscript.WordChecked, t.check + grace, &r.checkStatus, nil},
+	bounds := map[string]time.Duration{
+		hostscript.WordStopping: overall, hostscript.WordStopped: t.stop + grace,
+		hostscript.WordReset: overall, hostscript.WordBuilt: t.build + grace,
+		hostscript.WordStarted: t.start + grace, hostscript.WordChecked: t.check + grace,
 	}
-	var begin time.Time
+	status := map[string]*string{
+		hostscript.WordStopped: &r.stopStatus, hostscript.WordReset: &r.resetStatus, hostscript.WordBuilt: &r.buildStatus,
+		hostscript.WordStarted: &r.startStatus, hostscript.WordChecked: &r.checkStatus,
+	}
+	took := map[string]*time.Duration{
+		hostscript.WordStopped: &r.stop, hostscript.WordReset: &r.reset, hostscript.WordBuilt: &r.build, hostscript.WordStarted: &r.start,
+	}
+	seen := map[string]time.Time{}
 	mark := time.Now()
-	for _, st := range steps {
-		var arg string
-		err := s.bounded(st.word+" from the host", st.bound, func() error {
+	const step = "the next step of the cutover"
+	for len(seen) < len(bounds) {
+		// The bound is the longest step still to come.
+		var bound time.Duration
+		for w, b := range bounds {
+			if _, done := seen[w]; !done {
+				bound = max(bound, b)
+			}
+		}
+		var l hostscript.Line
+		err := s.bounded(step, bound, func() error {
 			var err error
-			arg, err = s.expect(st.word)
+			l, err = s.next(step)
 			return err
 		})
 		if err != nil {
 			return r, err
 		}
-		if st.status == nil {
-			begin = time.Now() // the downtime starts with the stop command
-		} else {
-			*st.status = arg
-			if st.took != nil {
-				*st.took = time.Since(mark)
+		now := time.Now()
+		if l.Word == hostscript.WordCheckHTTP {
+			r.httpErr = httpCheck()
+			verdict := "0"
+			if r.httpErr != nil {
+				verdict = "1"
+			}
+			if err := s.send(hostscript.CmdHTTP, verdict); err != nil {
+				return r, err
+			}
+			continue
+		}
+		if _, ok := bounds[l.Word]; !ok {
+			return r, &hostscript.ProtocolError{Want: step, Got: []byte(l.Word)}
+		}
+		if _, dup := seen[l.Word]; dup {
+			return r, &hostscript.ProtocolError{Want: step + " (once each)", Got: []byte(l.Word)}
+		}
+		seen[l.Word] = now
+		if p := status[l.Word]; p != nil {
+			*p = l.Arg
+		}
+		if p := took[l.Word]; p != nil {
+			*p = now.Sub(mark)
+		}
+		if l.Word == hostscript.WordStarted {
+			if begin, ok := seen[hostscript.WordStopping]; ok {
+				r.downtime = now.Sub(begin) // from the stop command's start
+			} else {
+				r.overlap = true // the new one started before the old one stopped
 			}
 		}
-		if st.word == hostscript.WordStarted {
-			r.downtime = time.Since(begin)
-		}
-		mark = time.Now()
+		mark = now
+	}
+	if r.overlap {
+		r.stop = seen[hostscript.WordStopped].Sub(seen[hostscript.WordStopping])
 	}
 	return r, nil
 }

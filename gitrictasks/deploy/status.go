@@ -103,7 +103,7 @@ func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.H
 	h.conn = conn
 	vars := d.vars(hostscript.Status)
 	vars.AuditLog = true
-	sess, st, err := openSession(ctx, conn, vars, h.log)
+	sess, st, err := openSession(ctx, conn, vars, h.log, nil)
 	h.mu.Lock()
 	h.sess = sess
 	h.mu.Unlock()
@@ -185,7 +185,7 @@ func Unlock(ctx context.Context, opts Options) error {
 			h.conn = conn
 			var st hostState
 			var sess *session
-			sess, st, err = openSession(ctx, conn, d.vars(hostscript.Unlock), h.log)
+			sess, st, err = openSession(ctx, conn, d.vars(hostscript.Unlock), h.log, nil)
 			h.mu.Lock()
 			h.sess = sess
 			h.mu.Unlock()

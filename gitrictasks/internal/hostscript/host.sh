@@ -23,7 +23,13 @@
 #   AUD      the start of this run's audit entries, as a JSON object
 #            without its closing brace
 #   SUBMODULES  1: check out the submodules each deployed tree records
+#   BUILD ONCE  the build (every host) and run-once commands, or empty
+#   BUILDWAIT ONCEWAIT   their timeouts, in seconds
+#   SHARED   shared paths, one per line ("dir/" for a directory)
+#   OVERLAP  1: release mode starts the new version before stopping the old
+#   HTTPCHECK   1: after the checks, ask gitric for its HTTP check's verdict
 #   colorenv()  exports a colour's settings (bluegreen)
+#   svcenv()    exports the stage's environment and secrets
 #
 # Standard output carries only the protocol: "$T word args" lines, and git
 # receive-pack's own stream between "ready" and "seeded". Everything meant
@@ -246,7 +252,7 @@ killtree() {
 runcmd() {
 	out=$G/log/$1.out
 	rm -f "$out" "$out.timeout"
-	(cd "$4" && { [ -z "${5:-}" ] || colorenv "$5"; } && eval "$2") >"$out" 2>&1 </dev/null &
+	(cd "$4" && svcenv && { [ -z "${5:-}" ] || colorenv "$5"; } && eval "$2") >"$out" 2>&1 </dev/null &
 	pid=$!
 	(
 		i=0
@@ -268,7 +274,11 @@ runcmd() {
 		kill -0 "$pid" 2>/dev/null || break
 	done
 	kill "$wd" 2>/dev/null
-	cat "$out" >&2 2>/dev/null
+	# A build says little unless it fails: then its last lines.
+	case $1 in
+	build | once) [ "$st" -eq 0 ] || tail -n 40 "$out" >&2 2>/dev/null ;;
+	*) cat "$out" >&2 2>/dev/null ;;
+	esac
 	if [ -f "$out.timeout" ]; then
 		rm -f "$out.timeout"
 		printf 'gitric: the %s command did not finish within %ss and was killed\n' "$1" "$3" >&2
@@ -338,6 +348,12 @@ check() {
 			sleep 1
 		done
 	fi
+	if [ "$HTTPCHECK" = 1 ] && [ "$1" = 0 ] && [ "$c" != 1 ] && [ "$c" != t ]; then
+		# gitric requests the URL itself, through the connection.
+		say checkhttp
+		IFS= read -r v || v=
+		case $v in "$T http 0") c=0 ;; *) c=1 ;; esac
+	fi
 	say checked $c
 	[ "$c" = 0 ] || [ "$c" = - ]
 }
@@ -351,16 +367,19 @@ swaplink() {
 }
 
 # ---- the cutover of each mode --------------------------------------------
-# Every cutover says stopping, stopped S, reset S, started S, checked S and
-# writes its audit line. stopped: 0, - (nothing to stop), p (the new tree
-# could not be prepared; nothing was stopped), or the stop command's status
-# (t: killed at its timeout; the service is then started again on the old
-# tree). reset: 0 (on the new commit), f (failed and put back on the old
-# one), x (failed and could not be put back: the service is not started).
+# Every cutover says stopping, stopped S, reset S, built S, started S and
+# checked S (in that order, but with Overlap: built, started, checked,
+# reset, stopping, stopped) and writes its audit line. stopped: 0, -
+# (nothing to stop), p (the new tree could not be prepared; nothing was
+# stopped), or the stop command's status (t: killed at its timeout; the
+# service is then started again on the old tree). reset: 0 (on the new
+# commit), f (failed and put back on the old one), x (failed and could not
+# be put back: the service is not started), - (not tried).
 
 # finish OKWORD STATUS REASON: the audit line of a cutover.
 finish() {
 	ms=$(($(now_ms) - t0))
+	[ "$OVERLAP" != 1 ] || [ "$MODE" != release ] || ms=0
 	if [ "$2" = 0 ]; then audit "$1" "" "$ms"; else audit failed "$3" "$ms"; fi
 }
 
@@ -369,6 +388,7 @@ unprepared() {
 	say stopping
 	say stopped p
 	say reset -
+	say built -
 	say started -
 	say checked -
 	finish "$okword" 1 "$1"
@@ -392,6 +412,7 @@ stop_service() {
 		s2=$(word $? t)
 	fi
 	say reset -
+	say built -
 	say started "$s2"
 	say checked -
 	r="the stop command failed (exit status $s)"
@@ -402,11 +423,11 @@ stop_service() {
 
 # switch_tree DIR NEW: move a working copy; put it back if that fails.
 switch_tree() {
-	if checkout "$1" "$2"; then
+	if checkout "$1" "$2" && link_shared "$1"; then
 		say reset 0
 		return 0
 	fi
-	if [ "$prev" != none ] && checkout "$1" "$prev"; then
+	if [ "$prev" != none ] && checkout "$1" "$prev" && link_shared "$1"; then
 		printf 'gitric: could not check %s out; the working copy is back on %.7s\n' "$2" "$prev" >&2
 		say reset f
 		return 1
@@ -416,8 +437,28 @@ switch_tree() {
 	return 2
 }
 
-# start_and_check DIR RESET [COLOR]: start (unless the tree is mixed), check.
+# build_in DIR [COLOR]: the stage's build, if any. Says built S.
+build_in() {
+	if [ -z "$BUILD" ]; then
+		say built -
+		return 0
+	fi
+	runcmd build "$BUILD" "$BUILDWAIT" "$1" "${2:-}"
+	b=$?
+	say built "$(word $b t)"
+	return $b
+}
+
+# start_and_check DIR RESET [COLOR]: build (in place), start (unless the
+# tree is mixed), check.
 start_and_check() {
+	b=0
+	if [ "$2" -eq 0 ] && [ "$MODE" != release ]; then
+		build_in "$1" "${3:-}"
+		b=$?
+	else
+		say built -
+	fi
 	s=-
 	if [ "$2" -ne 2 ] && [ -n "$START" ]; then
 		runcmd start "$START" "$STARTWAIT" "$1" "${3:-}"
@@ -428,12 +469,14 @@ start_and_check() {
 	fi
 	st=0
 	[ "$s" = - ] || st=$s
-	check "$((st + $2))" "$1" "${3:-}"
+	check "$((st + $2 + b))" "$1" "${3:-}"
 	c=$?
 	case $2 in
 	1) finish "$okword" 1 "the checkout failed; back on the old commit" ;;
 	2) finish "$okword" 1 "the checkout failed and the working copy is mixed; the service was not started" ;;
-	*) if [ "$st" -eq 124 ]; then
+	*) if [ "$b" -ne 0 ]; then
+		finish "$okword" 1 "the build failed (exit status $b)"
+	elif [ "$st" -eq 124 ]; then
 		finish "$okword" 1 "the start command timed out after ${STARTWAIT}s"
 	elif [ "$st" -ne 0 ]; then
 		finish "$okword" 1 "the start command failed (exit status $st)"
@@ -452,13 +495,48 @@ cutover_inplace() {
 	start_and_check . $?
 }
 
+# link_shared DIR: link the stage's shared paths into a release or colour.
+link_shared() {
+	[ -n "$SHARED" ] && [ "$MODE" != inplace ] || return 0
+	printf '%s\n' "$SHARED" | while IFS= read -r s; do
+		[ -n "$s" ] || continue
+		t=${s%/}
+		if [ "$t" != "$s" ]; then
+			mkdir -p "$P/shared/$t" || return 1
+		elif [ ! -e "$P/shared/$t" ]; then
+			printf 'gitric: the shared file %s is missing on this host: create %s first\n' "$t" "$P/shared/$t" >&2
+			return 1
+		fi
+		[ "$(readlink "$1/$t" 2>/dev/null)" != "$P/shared/$t" ] || continue
+		if [ -n "$(git -C "$1" ls-files -- "$t" 2>/dev/null)" ]; then
+			printf 'gitric: warning: %s is tracked in the commit; the link to shared/%s replaces it\n' "$t" "$t" >&2
+			git -C "$1" ls-files -z -- "$t" | tr '\0' '\n' | while IFS= read -r f; do
+				git -C "$1" update-index --skip-worktree -- "$f"
+			done
+		fi
+		grep -qxF "/$t" "$R/info/exclude" 2>/dev/null || { mkdir -p "$R/info" && printf '/%s\n' "$t" >>"$R/info/exclude"; }
+		rm -rf "${1:?}/$t" && mkdir -p "$(dirname "$1/$t")" && ln -s "$P/shared/$t" "$1/$t" || return 1
+	done
+}
+
+# missing_shared: the shared files this host lacks, as "missing" lines.
+missing_shared() {
+	[ -n "$SHARED" ] && [ "$MODE" != inplace ] || return 0
+	printf '%s\n' "$SHARED" | while IFS= read -r s; do
+		case $s in '' | */) continue ;; esac
+		[ -e "$P/shared/$s" ] || say missing "$s"
+	done
+}
+
 # complete RELEASE: whether a release directory was fully checked out.
 complete() { [ -f "$(git -C "$1" rev-parse --absolute-git-dir 2>/dev/null)/gitric-complete" ] 2>/dev/null; }
 
-cutover_release() {
-	# Prepare the release while the service runs: reuse a complete, clean
-	# one of this commit, or check out a new one sharing the objects. A
-	# release that a crash left half-written is removed, never reused.
+# prepare_release COMMIT [reuse]: the release of COMMIT, made while the
+# service runs: a complete, clean one of this commit is reused, or a new
+# one is checked out (sharing the objects), linked to the shared paths and
+# built. A release that a crash left half-written is removed, never
+# reused. Sets rel; says prepared 0 RELEASE, or prepared 1 (removed).
+prepare_release() {
 	short=$(printf %.7s "$1")
 	rel=
 	for d in releases/*-"$short"; do
@@ -470,28 +548,60 @@ cutover_release() {
 		fi
 	done
 	git --git-dir="$R" worktree prune 2>/dev/null
-	t0=$(now_ms)
-	if [ -z "$rel" ]; then
-		mkdir -p releases
-		rel=releases/$(date -u +%Y%m%dT%H%M%SZ)-$short
-		if ! { git --git-dir="$R" worktree add -q --detach "$P/$rel" "$1" && submodules "$P/$rel" && : >"$(git -C "$rel" rev-parse --absolute-git-dir)/gitric-complete"; } >&2 </dev/null; then
-			git --git-dir="$R" worktree remove --force "$P/$rel" >/dev/null 2>&1 || rm -rf "$rel"
-			git --git-dir="$R" worktree prune 2>/dev/null
-			unprepared "the release could not be checked out; the service was not stopped"
+	if [ -n "$rel" ]; then
+		say built -
+		say prepared 0 "$rel"
+		return 0
+	fi
+	if [ "${2:-}" = reuse ]; then
+		printf 'gitric: there is no release of %s on this host any more (pruned?)\n' "$short" >&2
+		say built -
+		say prepared 1
+		return 1
+	fi
+	mkdir -p releases
+	rel=releases/$(date -u +%Y%m%dT%H%M%SZ)-$short
+	if { git --git-dir="$R" worktree add -q --detach "$P/$rel" "$1" && submodules "$P/$rel"; } >&2 </dev/null && link_shared "$P/$rel" >&2 && build_in "$P/$rel" &&
+		: >"$(git -C "$rel" rev-parse --absolute-git-dir)/gitric-complete"; then
+		say prepared 0 "$rel"
+		return 0
+	fi
+	discard_release "$rel"
+	say prepared 1
+	return 1
+}
+
+# discard_release RELEASE: remove a release that is not live.
+discard_release() {
+	[ -n "$1" ] && [ "$(readlink current 2>/dev/null)" != "$1" ] || return 0
+	git --git-dir="$R" worktree remove --force "$P/$1" >/dev/null 2>&1 || rm -rf "$1"
+	git --git-dir="$R" worktree prune 2>/dev/null
+}
+
+cutover_release() {
+	[ -n "$rel" ] && [ "$(headof "$rel")" = "$1" ] || {
+		# Not prepared in phase one (a rollback): reuse, or make it now.
+		if ! prepare_release "$1" reuse >/dev/null; then
+			unprepared "there is no complete release of $1 on the host"
 			return 0
 		fi
-	fi
+	}
 	prev=$(readlink current 2>/dev/null || echo none)
-	stop_service current || return 0
-	if swaplink current "$rel"; then
-		say reset 0
-		r=0
+	t0=$(now_ms)
+	if [ "$OVERLAP" = 1 ] && [ "$prev" != none ]; then
+		overlap_release
 	else
-		say reset f
-		r=1
+		stop_service current || return 0
+		if swaplink current "$rel"; then
+			say reset 0
+			r=0
+		else
+			say reset f
+			r=1
+		fi
+		start_and_check current $r
 	fi
-	start_and_check current $r
-	[ $r -ne 0 ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
+	[ "$(readlink current)" != "$rel" ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
 	# Keep the newest KEEP releases, and always the live and previous ones.
 	ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort -r | tail -n +$((KEEP + 1)) | while IFS= read -r old; do
 		[ "$old" = "$(readlink current)" ] || [ "$old" = "$prev" ] || [ "$old" = "${prev#"$P"/}" ] && continue
@@ -500,6 +610,49 @@ cutover_release() {
 	git --git-dir="$R" worktree prune 2>/dev/null
 }
 
+# overlap_release: start the new release next to the old one, check it,
+# switch current, then stop the old one. The old one serves throughout;
+# a new one that fails its start or check is stopped again.
+overlap_release() {
+	say built -
+	s=0
+	if [ -n "$START" ]; then
+		runcmd start "$START" "$STARTWAIT" "$P/$rel"
+		s=$?
+	fi
+	say started "$(word $s t)"
+	check "$s" "$P/$rel"
+	c=$?
+	if [ "$s" -ne 0 ] || [ $c -ne 0 ]; then
+		[ -z "$STOP" ] || runcmd stop "$STOP" "$STOPWAIT" "$P/$rel"
+		say reset -
+		say stopping
+		say stopped -
+		r="the health check did not pass"
+		[ "$s" -eq 0 ] || r="the start command failed (exit status $s)"
+		[ "$s" -ne 124 ] || r="the start command timed out after ${STARTWAIT}s"
+		finish "$okword" 1 "$r; the old release kept serving"
+		return 0
+	fi
+	if ! swaplink current "$rel"; then
+		say reset f
+		say stopping
+		say stopped -
+		finish "$okword" 1 "renaming current failed"
+		return 0
+	fi
+	say reset 0
+	say stopping
+	s=-
+	if [ -n "$STOP" ]; then
+		runcmd stop "$STOP" "$STOPWAIT" "$P/$prev"
+		s=$(word $? t)
+	fi
+	say stopped "$s"
+	finish "$okword" 0 ""
+}
+
+# colors BLUE GREEN: make the blue/green working copies (first deploy).
 cutover_bluegreen() {
 	t0=$(now_ms)
 	first=
@@ -507,7 +660,7 @@ cutover_bluegreen() {
 		first=1
 		# First deploy: both colours start on this commit; blue is live.
 		for c in blue green; do
-			if ! { git --git-dir="$R" worktree add -q --detach "$P/$c" "$1" && submodules "$P/$c"; } >&2 </dev/null; then
+			if ! { git --git-dir="$R" worktree add -q --detach "$P/$c" "$1" && submodules "$P/$c" && link_shared "$P/$c"; } >&2 </dev/null; then
 				unprepared "the $c working copy could not be checked out; nothing was started"
 				return 0
 			fi
@@ -522,6 +675,27 @@ cutover_bluegreen() {
 	r=$?
 	start_and_check next $r "$color"
 	[ $r -ne 0 ] || printf 'next (%s) is now at %s; live is %s\n' "$color" "$(git -C next --no-pager log -1 --format='%h %s')" "$(basename "$(readlink live)")" >&2
+}
+
+# run_once COMMIT: the run-once command, in the prepared release, or in a
+# scratch checkout of COMMIT. Says onced S.
+run_once() {
+	dir=$P/$rel
+	scratch=
+	if [ "$MODE" != release ] || [ -z "$rel" ]; then
+		scratch=$G/once
+		git --git-dir="$R" worktree remove --force "$scratch" >/dev/null 2>&1
+		rm -rf "$scratch"
+		git --git-dir="$R" worktree add -q --detach "$scratch" "$1" >&2 </dev/null || { say onced 1; return; }
+		dir=$scratch
+	fi
+	runcmd once "$ONCE" "$ONCEWAIT" "$dir"
+	o=$?
+	if [ -n "$scratch" ]; then
+		git --git-dir="$R" worktree remove --force "$scratch" >/dev/null 2>&1 || rm -rf "$scratch"
+		git --git-dir="$R" worktree prune 2>/dev/null
+	fi
+	say onced "$(word $o t)"
 }
 
 swap_bluegreen() {
@@ -552,8 +726,10 @@ if [ -z "$locked" ] && [ "$ACTION" = deploy ]; then
 	if [ "$seed" = "$NEW" ] && [ "$MODE" != release ]; then
 		report_untracked "$W" "$head" "$NEW"
 	fi
+	missing_shared
 	say verified
 fi
+rel=
 
 # ---- commands from gitric: "$T word args" lines ---------------------------
 while IFS= read -r line; do
@@ -568,7 +744,29 @@ while IFS= read -r line; do
 		# The untracked files a rollback to $arg would lose.
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
 		[ "$MODE" = release ] || report_untracked "$W" "$head" "$arg"
+		missing_shared
 		say verified
+		;;
+	prepare)
+		# Phase one of release mode: the release, built, before any stop.
+		[ -z "$locked" ] || die proto "prepare without the lock"
+		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		trap : HUP INT TERM
+		prepare_release "$arg" "$okword"
+		trap 'exit 1' HUP INT TERM
+		;;
+	discard)
+		# Another host failed: the release prepared here goes unused.
+		discard_release "$rel"
+		rel=
+		say discarded
+		;;
+	once)
+		[ -z "$locked" ] || die proto "once without the lock"
+		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		trap : HUP INT TERM
+		run_once "$arg"
+		trap 'exit 1' HUP INT TERM
 		;;
 	cutover)
 		[ -z "$locked" ] || die proto "cutover without the lock"

@@ -158,7 +158,9 @@ func TestStatusOnAnEmptyHost(t *testing.T) {
 
 func TestScriptIsSmall(t *testing.T) {
 	v := Vars{Action: Deploy, Path: "app", StopWait: time.Second}
-	if n := len(v.Script(NewToken())); n > 16<<10 {
+	// sed reads it in a few system calls; without sed on the PATH the
+	// shell reads it byte by byte, so it must stay small.
+	if n := len(v.Script(NewToken())); n > 24<<10 {
 		t.Errorf("the script is %d bytes; it travels with every run", n)
 	}
 }

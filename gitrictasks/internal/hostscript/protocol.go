@@ -26,10 +26,16 @@ const (
 	WordUntracked = "untracked" // path: a host file the new commit would overwrite
 	WordVerified  = "verified"  // the untracked list is complete
 	WordStopping  = "stopping"
-	WordStopped   = "stopped" // 0, -, p, t or the stop command's status
-	WordReset     = "reset"   // 0, f (back on the old commit), x (mixed), -
-	WordStarted   = "started" // -, t or the start command's status
-	WordChecked   = "checked" // 0, 1, t or -
+	WordStopped   = "stopped"   // 0, -, p, t or the stop command's status
+	WordReset     = "reset"     // 0, f (back on the old commit), x (mixed), -
+	WordBuilt     = "built"     // -, t or the build's status
+	WordPrepared  = "prepared"  // 0 release, or 1: the release of a commit (release mode)
+	WordMissing   = "missing"   // path: a shared file the host lacks
+	WordOnced     = "onced"     // t or the run-once command's status
+	WordDiscarded = "discarded" // the prepared release was removed
+	WordCheckHTTP = "checkhttp" // gitric's HTTP check is due: answer with CmdHTTP
+	WordStarted   = "started"   // -, t or the start command's status
+	WordChecked   = "checked"   // 0, 1, t or -
 	WordSwapped   = "swapped"
 	WordLogged    = "logged"
 )
@@ -40,6 +46,10 @@ const (
 	CmdCutover = "cutover" // sha okword audit-json-prefix
 	CmdSwap    = "swap"    // audit-json-prefix
 	CmdLog     = "log"     // json: append to the audit log
+	CmdPrepare = "prepare" // sha new|reuse: make (or find) the release of sha
+	CmdDiscard = "discard" // remove the release prepare made
+	CmdOnce    = "once"    // sha: run the run-once command
+	CmdHTTP    = "http"    // 0 or 1: the HTTP check's verdict
 	CmdBye     = "bye"
 )
 

@@ -82,6 +82,14 @@ type Vars struct {
 	Colors              map[string]map[string]string
 	Submodules          bool
 	Sudo                string // run as this user (validated by the caller)
+	Build, Once         string
+	BuildWait, OnceWait time.Duration
+	Shared              []string
+	Overlap             bool
+	HTTPCheck           bool
+	// Env is exported to every command (the stage's environment, the
+	// host's overrides, the secrets): it travels inside the script.
+	Env map[string]string
 }
 
 // NewToken returns a fresh protocol token.
@@ -163,6 +171,13 @@ func (v Vars) Script(token string) string {
 		{"AUDITLOG", flag(v.AuditLog)},
 		{"AUD", shell.Quote(audit)},
 		{"SUBMODULES", flag(v.Submodules)},
+		{"BUILD", shell.Quote(v.Build)},
+		{"ONCE", shell.Quote(v.Once)},
+		{"BUILDWAIT", secs(max(v.BuildWait, time.Second))},
+		{"ONCEWAIT", secs(max(v.OnceWait, time.Second))},
+		{"SHARED", shell.Quote(strings.Join(v.Shared, "\n"))},
+		{"OVERLAP", flag(v.Overlap)},
+		{"HTTPCHECK", flag(v.HTTPCheck)},
 	} {
 		b.WriteString(kv[0] + "=" + kv[1] + "\n")
 	}
@@ -183,6 +198,17 @@ func (v Vars) Script(token string) string {
 		}
 	}
 	b.WriteString(" esac; }\n")
+	// svcenv exports the environment of every command gitric runs.
+	b.WriteString("svcenv() { :")
+	keys := make([]string, 0, len(v.Env))
+	for k := range v.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString("; export " + k + "=" + shell.Quote(v.Env[k]))
+	}
+	b.WriteString("; }\n")
 	b.WriteString(body)
 	b.WriteString("\n" + endMarker + "\n")
 	return b.String()

@@ -274,3 +274,18 @@ func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 	}
 	return false, nil
 }
+
+// Tracks reports whether the commit's tree has path (a file, link or
+// directory; slash-separated).
+func (r *Repo) Tracks(commit plumbing.Hash, path string) bool {
+	c, err := r.git.CommitObject(commit)
+	if err != nil {
+		return false
+	}
+	t, err := c.Tree()
+	if err != nil {
+		return false
+	}
+	_, err = t.FindEntry(strings.Trim(path, "/"))
+	return err == nil
+}

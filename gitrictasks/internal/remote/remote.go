@@ -372,6 +372,17 @@ func (h *Host) Start(ctx context.Context, name, cmd string) (*Process, error) {
 	return p, nil
 }
 
+// DialContext opens a TCP connection from the host to addr (a forwarded
+// channel, as ssh -L does): addr is as the host sees it, so
+// 127.0.0.1:8080 is the host's own port.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := h.client.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open a connection to %s on the host: %w", h.addr.Name(), addr, err)
+	}
+	return c, nil
+}
+
 // Close ends the session at once: the command's streams close, and sshd
 // hangs up on it.
 func (p *Process) Close() error {
