@@ -9,9 +9,9 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 	"github.com/gitric/gitric/gitrictasks/internal/receivepack"
+	"github.com/gitric/gitric/gitrictasks/internal/repotest"
 )
 
 // TestPushWithSubmodules pushes a superproject commit and its submodules,
