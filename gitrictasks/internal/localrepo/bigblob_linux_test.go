@@ -8,8 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -80,12 +81,16 @@ func TestWritePackBigBlob(t *testing.T) {
 
 // packInChild runs TestWritePackHelper in a child process to pack commit
 // of the repository in dir, feeds the pack to git index-pack --strict and
-// returns the child's peak RSS and the pack's size in bytes.
+// returns the child's peak RSS and the pack's size in bytes. The child
+// reports its own peak (VmHWM): ru_maxrss would count the memory of this
+// process, which the child shares until it execs.
 func packInChild(t *testing.T, dir, commit string) (rss, size int64) {
 	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^TestWritePackHelper$", "-test.count=1")
 	child.Env = append(os.Environ(), helperEnv+"="+dir+"\n"+commit)
 	child.Stderr = os.Stderr
+	var childOut strings.Builder
+	child.Stdout = &childOut
 	// The pack comes on file descriptor 3: the test binary prints on its
 	// standard output.
 	pack, pw, err := os.Pipe()
@@ -113,11 +118,12 @@ func packInChild(t *testing.T, dir, commit string) (rss, size int64) {
 	if ixErr != nil {
 		t.Fatalf("git index-pack: %v: %s", ixErr, ixOut.String())
 	}
-	ru, ok := child.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Fatal("no rusage for the helper process")
+	m := regexp.MustCompile(`peak-rss-kib=(\d+)`).FindStringSubmatch(childOut.String())
+	if m == nil {
+		t.Fatalf("the helper process did not report its peak RSS:\n%s", childOut.String())
 	}
-	return ru.Maxrss << 10, cr.n
+	kib, _ := strconv.ParseInt(m[1], 10, 64)
+	return kib << 10, cr.n
 }
 
 type countReader struct {
@@ -152,4 +158,13 @@ func TestWritePackHelper(t *testing.T) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`VmHWM:\s*(\d+) kB`).FindSubmatch(status)
+	if m == nil {
+		t.Fatal("no VmHWM in /proc/self/status")
+	}
+	fmt.Printf("peak-rss-kib=%s\n", m[1])
 }

@@ -74,18 +74,20 @@ func Open(dir string) (*Repo, error) {
 }
 
 // withAlternates reopens g, whose git directory is gitdir (common for a
-// linked worktree's), when its object store has alternates (git clone
-// --shared or --reference): go-git reads them only through a filesystem
-// that reaches them, which the one PlainOpen gives does not.
+// linked worktree's), on a storage that reaches the alternates of its
+// object store (git clone --shared or --reference: go-git reads them only
+// through a filesystem that reaches them, which the one PlainOpen gives
+// does not) and keeps a few packfiles open rather than opening the pack
+// again for every object it reads.
 func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, error) {
-	if _, err := os.Stat(filepath.Join(common, "objects", "info", "alternates")); err != nil {
-		return g, nil
-	}
 	var fs billy.Filesystem = osfs.New(gitdir)
 	if common != gitdir {
 		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(common))
 	}
-	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRUDefault(), filesystem.Options{AlternatesFS: osfs.New("/")})
+	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRUDefault(), filesystem.Options{
+		AlternatesFS:       osfs.New("/"),
+		MaxOpenDescriptors: 16,
+	})
 	return git.Open(st, worktree)
 }
 

@@ -56,7 +56,7 @@ func (r *Repo) CodeHistory(t testing.TB, c Code) {
 			}
 			msg = "Initial import"
 		} else {
-			msg = g.change(&ops, c)
+			msg = g.change(&ops, c, n == c.Commits-1)
 		}
 		fmt.Fprintf(&in, "data %d\n%s\n", len(msg), msg)
 		switch {
@@ -153,10 +153,15 @@ func (g *codeGen) paths() []string {
 	return ps
 }
 
-// change makes one commit's changes and returns its message.
-func (g *codeGen) change(ops *bytes.Buffer, c Code) string {
+// change makes one commit's changes and returns its message; with edit,
+// only edits (the history's last commit changes files that exist).
+func (g *codeGen) change(ops *bytes.Buffer, c Code, edit bool) string {
 	ps := g.paths()
-	switch k := g.rng.IntN(100); {
+	k := g.rng.IntN(100)
+	if edit {
+		k = 100
+	}
+	switch {
 	case k < 2 && len(ps) > 1: // rename, with a small edit as git mv + fix-up does
 		old := ps[g.rng.IntN(len(ps))]
 		p := g.newPath()
