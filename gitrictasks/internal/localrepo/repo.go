@@ -73,6 +73,11 @@ func Open(dir string) (*Repo, error) {
 	return &Repo{git: r, root: root, gitdir: gitdir, common: common}, nil
 }
 
+// objectCache is the size of go-git's cache of objects read (its default
+// is 96 MiB): the walk reads each tree once, so a small cache, enough for
+// the delta bases of trees, keeps as fast and holds far less.
+const objectCache = 8 * cache.MiByte
+
 // withAlternates reopens g, whose git directory is gitdir (common for a
 // linked worktree's), on a storage that reaches the alternates of its
 // object store (git clone --shared or --reference: go-git reads them only
@@ -84,7 +89,7 @@ func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Fil
 	if common != gitdir {
 		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(common))
 	}
-	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRUDefault(), filesystem.Options{
+	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRU(objectCache), filesystem.Options{
 		AlternatesFS:       osfs.New("/"),
 		MaxOpenDescriptors: 16,
 	})
