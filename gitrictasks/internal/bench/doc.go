@@ -5,8 +5,15 @@
 //   - TestCompare: an incremental deploy (one new commit on a 1000-commit
 //     history) and a first deploy of that whole history, gitric vs ssh +
 //     git push + ssh.
+//   - TestCompareCode: the same on a generated history that looks like a
+//     real project's (3,000 commits of small edits to ~300 source files,
+//     renames, packed by git repack and gc), with the bytes each sends,
+//     the host's repository size, and the pack of a one-line change.
 //   - TestCompareFleet: one new commit to 1, 4 and 8 hosts, and the same 8
-//     hosts done host after host with the CLI chain.
+//     hosts done with the CLI chain host after host, and all at once (one
+//     background chain per host).
+//   - TestCompareFleet50: one deploy to 50 hosts, with gitric's peak
+//     memory and open file descriptors.
 //   - TestCompareDowntime: the downtime window (stop to start) of an
 //     in-place reset vs release mode, 5,000 files with 500 changed.
 //

@@ -1,17 +1,21 @@
 package bench
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
+	"github.com/gitric/gitric/gitrictasks/internal/shell"
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
@@ -28,6 +32,9 @@ const (
 	fleetScaleGoal = 2.5
 	// fleetCLIGoal is the aim for gitric(8 hosts)/CLI(8 hosts).
 	fleetCLIGoal = 0.25
+	// fleetParallelGoal is the aim for gitric(8 hosts)/CLI(8 hosts at
+	// once, one background chain per host).
+	fleetParallelGoal = 0.2
 )
 
 // fleet is the benchmark's hosts; see sshdtest.Fleet.
@@ -116,6 +123,17 @@ func TestCompareFleet(t *testing.T) {
 		}
 		return total
 	}
+	cliAll := fleetScenario{
+		name:   fmt.Sprintf("CLI, %d hosts at once", fleetSize),
+		hosts:  fleetSize,
+		batch:  "all (one chain per host)",
+		path:   "cli-parallel",
+		logins: 3,
+	}
+	cliAll.deploy = func(t *testing.T, sha string) sample {
+		t.Helper()
+		return parallelChains(t, chain, f.Servers[:cliAll.hosts], func(i int) string { return cliAll.target(f, i) }, sha)
+	}
 	// The scenarios, in the table's order.
 	const (
 		one = iota
@@ -123,13 +141,15 @@ func TestCompareFleet(t *testing.T) {
 		all
 		allBatch1
 		allCLI
+		allCLIParallel
 	)
 	scenarios := []fleetScenario{
-		one:       gitric(1, fleetBatch),
-		four:      gitric(4, fleetBatch),
-		all:       gitric(fleetSize, fleetBatch),
-		allBatch1: gitric(fleetSize, "1"),
-		allCLI:    cli,
+		one:            gitric(1, fleetBatch),
+		four:           gitric(4, fleetBatch),
+		all:            gitric(fleetSize, fleetBatch),
+		allBatch1:      gitric(fleetSize, "1"),
+		allCLI:         cli,
+		allCLIParallel: cliAll,
 	}
 
 	samples := make([][]sample, len(scenarios))
@@ -168,6 +188,9 @@ func TestCompareFleet(t *testing.T) {
 		case allCLI:
 			r := float64(tAll) / float64(medianElapsed(samples[k]))
 			ratio, target = fmt.Sprintf("gitric(%d)/CLI(%d) = %.2f", fleetSize, fleetSize, r), goal(r, fleetCLIGoal)
+		case allCLIParallel:
+			r := float64(tAll) / float64(medianElapsed(samples[k]))
+			ratio, target = fmt.Sprintf("gitric(%d)/CLI(%d at once) = %.2f", fleetSize, fleetSize, r), goal(r, fleetParallelGoal)
 		}
 		rows = append(rows, []string{
 			sc.name, strconv.Itoa(sc.hosts), sc.batch,
@@ -183,6 +206,7 @@ func TestCompareFleet(t *testing.T) {
 		fmt.Sprintf("history: %d commits over %d files", historyCommits, historyFiles),
 		fmt.Sprintf("gitric: the compiled bench magefile run as `prod deploy` with GITRIC_HOSTS listing the hosts, GITRIC_BATCH=%s (all hosts cut over at once) unless the row says batch 1, GITRIC_PARALLEL unset (10 hosts seeded at a time), no stop or start command; its repository is the relative path gitric-<hosts>-<batch> on every host; one SSH login per host (checked in each sshd's log)", fleetBatch),
 		"CLI: for each host in turn, ssh (mkdir, git init if missing) + git push over ssh + ssh (git reset --hard): three SSH logins per host, no connection sharing; its repository is <that host's HOME>/cli; the time is the sum over the hosts",
+		"CLI at once: the same chain for every host, each host's in its own background job, all started together; the time is the wall clock until the last one ends; its repository is <that host's HOME>/cli-parallel",
 		fmt.Sprintf("CPU: medians of user + system CPU time: local, of the local processes (the mage binary; ssh and git push with their children); hosts', of all the hosts' sshd connection processes with the shells and git commands they ran (from cutime and cstime of each listening sshd in /proc); the same %s cores run both", nproc()),
 		"checked after every deploy: each host's HEAD is the commit and the file it changes has the commit's content",
 	}
@@ -251,4 +275,44 @@ func loadAverage() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "n/a"
+}
+
+// parallelChains runs the CLI chain for every host at once, one
+// background chain per host (as a shell loop of `( ssh; git push; ssh ) &`
+// would), and returns the wall clock until the last one ended.
+func parallelChains(t *testing.T, chain cliChain, hosts []*sshdtest.Server, target func(i int) string, sha string) sample {
+	t.Helper()
+	chains := make([][]*exec.Cmd, len(hosts))
+	for i, srv := range hosts {
+		chains[i] = chain.commands(t, srv, target(i), sha)
+	}
+	outs := make([]string, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, cmds := range chains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			for _, cmd := range cmds {
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Run(); err != nil {
+					errs[i] = fmt.Errorf("%s: %w", shell.Join(cmd.Args...), err)
+					break
+				}
+			}
+			outs[i] = out.String()
+		}()
+	}
+	wg.Wait()
+	s := sample{elapsed: time.Since(start)}
+	for i, cmds := range chains {
+		if errs[i] != nil {
+			t.Fatalf("host %d: %v\n%s", i, errs[i], outs[i])
+		}
+		s.cpu += cpuTime(cmds...)
+		s.out += outs[i]
+	}
+	return s
 }

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"os"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -14,4 +16,15 @@ func peakRSSKiB(ps *os.ProcessState) (kib int64, ok bool) {
 		return 0, false
 	}
 	return ru.Maxrss, true // KiB on Linux
+}
+
+// resetPeakRSS lowers this process's peak RSS to its current RSS, after
+// giving the heap back to the system: a child that os/exec starts shares
+// this process's memory until it execs, and Linux counts the peak of that
+// memory in the child's ru_maxrss, so that without a reset every child
+// would report at least this test process's own peak.
+func resetPeakRSS() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }

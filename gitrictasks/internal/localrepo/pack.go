@@ -1,12 +1,8 @@
 package localrepo
 
 import (
-	"bufio"
-	"compress/zlib"
 	"container/heap"
 	"context"
-	"crypto/sha1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -22,13 +18,20 @@ type PackStats struct {
 	Commits int   // commits in the pack
 	Objects int   // objects of every kind in the pack
 	Bytes   int64 // size of the pack on the wire
+	// Reused is how many entries were copied from local packfiles as they
+	// are stored there (deltas included), without being inflated.
+	Reused int
+	// Deltas is how many entries are deltas, reused or made; Thin is how
+	// many of those have a base the pack leaves out because the target
+	// holds it already (git receive-pack completes such a pack).
+	Deltas, Thin int
 }
 
-// WritePack writes to w a git pack (version 2, no deltas) holding every
-// object reachable from want that is not reachable from any of haves: what a
+// WritePack writes to w a git pack (version 2) holding every object
+// reachable from want that is not reachable from any of haves: what a
 // target that already has haves needs in order to have want. Haves the local
-// repository does not know are ignored. The pack is streamed: memory use does
-// not grow with the size of the repository's history or files.
+// repository does not know are ignored. See WritePacks for how the pack is
+// made.
 //
 // Gitlinks are not followed: the objects of submodules travel only when
 // WritePacks is given a part for each of them.
@@ -44,8 +47,8 @@ type PackPart struct {
 	Haves []plumbing.Hash
 }
 
-// WritePacks writes to w a single git pack (version 2, no deltas) holding
-// the objects of several repositories, typically a superproject and, from
+// WritePacks writes to w a single git pack (version 2) holding the objects
+// of several repositories, typically a superproject and, from
 // OpenSubmodule, its submodules at the commits Submodules lists, for a
 // target that keeps them all in one object store.
 //
@@ -53,47 +56,74 @@ type PackPart struct {
 // repository does not know are ignored, so every part can be given all the
 // hashes the target advertises. An object is written once however many
 // parts hold it, and nothing is written that a part's haves show the target
-// to hold already. Every part's object list is computed before the first
-// byte is written (the pack header carries the count); the objects
-// themselves are then streamed one at a time, so memory use grows with the
-// number of objects sent, not with their sizes.
+// to hold already.
+//
+// Objects stored in a local packfile are copied as they are stored there,
+// compressed, deltas included (a delta's base comes first in the pack, or
+// the delta refers to a base the target holds: the pack is then thin, as
+// git's own pushes are, and git receive-pack completes it); a delta whose
+// base is neither sent nor held by the target is sent whole. Loose objects
+// are compressed, as a delta against the previous version of the same
+// path where the target holds that version or the pack carries it and the
+// delta is small. The target is known to hold what the trees of the commits
+// at the edge of the haves' history hold.
+//
+// Every part's object list is computed, and every object found, before the
+// first byte is written (the pack header carries the count), so that a
+// missing object fails the call before anything is sent; the objects are
+// then streamed one at a time, so memory use grows with the number of
+// objects sent, not with their sizes (only objects small enough to be
+// deltified, and deltas whose chain must be resolved, are held whole).
+//
+// Commits listed in a part's shallow file are history boundaries: their
+// parents are not looked for.
 func WritePacks(ctx context.Context, w io.Writer, parts []PackPart) (PackStats, error) {
 	for i, p := range parts {
 		if p.Repo == nil {
 			return PackStats{}, fmt.Errorf("pack part %d (want %s): no repository", i, p.Want)
 		}
 	}
-	// known holds the objects the target has or that an earlier part
-	// already sends: the object store on the other side is shared.
-	known := make(map[plumbing.Hash]bool)
+	pw := &packWriter{known: make(map[plumbing.Hash]int32)}
+	defer pw.close()
+	for _, p := range parts {
+		rs, err := pw.open(p.Repo)
+		if err != nil {
+			return PackStats{}, p.Repo.describe(err)
+		}
+		pw.repos = append(pw.repos, rs)
+	}
+	// known holds the objects the target has (hostHas) or that an earlier
+	// part already sends (their index in pw.objs): the object store on the
+	// other side is shared.
 	walks := make([][]*object.Commit, len(parts))
 	for i, p := range parts {
-		commits, err := p.Repo.haveTrees(ctx, p.Want, p.Haves, known)
+		commits, err := pw.haveTrees(ctx, pw.repos[i], p.Want, p.Haves)
 		if err != nil {
 			return PackStats{}, p.Repo.describe(err)
 		}
 		walks[i] = commits
 	}
 	var stats PackStats
-	lists := make([][]plumbing.Hash, len(parts))
-	for i, p := range parts {
-		objs, commits, err := p.Repo.missingObjects(ctx, walks[i], known)
+	for i := range parts {
+		commits, err := pw.missingObjects(ctx, pw.repos[i], int32(i), walks[i])
 		if err != nil {
-			return PackStats{}, p.Repo.describe(err)
+			return PackStats{}, parts[i].Repo.describe(err)
 		}
 		walks[i] = nil // done with the commits: let them go before streaming
-		lists[i] = objs
 		stats.Commits += commits
-		stats.Objects += len(objs)
 	}
+	stats.Objects = len(pw.objs)
 	if uint64(stats.Objects) > math.MaxUint32 {
 		return PackStats{}, fmt.Errorf("%d objects do not fit in one pack", stats.Objects)
 	}
-	n, err := encode(ctx, w, parts, lists, stats.Objects)
-	if err != nil {
+	if err := pw.locateAll(ctx); err != nil {
 		return PackStats{}, err
 	}
-	stats.Bytes = n
+	if err := pw.encode(ctx, w); err != nil {
+		return PackStats{}, err
+	}
+	stats.Bytes = pw.off
+	stats.Reused, stats.Deltas, stats.Thin = pw.reused, pw.deltas, pw.thin
 	return stats, nil
 }
 
@@ -106,77 +136,114 @@ func (r *Repo) describe(err error) error {
 	return fmt.Errorf("submodule %s: %w", r.sub, err)
 }
 
+// hostHas marks, in packWriter.known, an object the target holds.
+const hostHas = -1
+
 // haveTrees walks the commits reachable from want and not from haves, marks
 // known everything in the trees of the commits at the edge of that walk
 // (the target holds them) and returns the new commits, newest first.
-func (r *Repo) haveTrees(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash, known map[plumbing.Hash]bool) ([]*object.Commit, error) {
-	commits, edges, err := r.newCommits(ctx, want, haves)
+func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]*object.Commit, error) {
+	commits, edges, err := rs.repo.newCommits(ctx, want, haves, rs.shallow)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range edges {
-		c, err := r.git.CommitObject(e)
+		c, err := rs.repo.git.CommitObject(e)
 		if err != nil {
 			return nil, fmt.Errorf("read commit %s: %w", e, err)
 		}
-		if err := r.collectTree(ctx, c.TreeHash, known, nil); err != nil {
+		if _, ok := pw.known[e]; !ok {
+			pw.known[e] = hostHas
+		}
+		if err := pw.collectTree(ctx, rs, 0, c.TreeHash, plumbing.ZeroHash, false); err != nil {
 			return nil, err
 		}
 	}
 	return commits, nil
 }
 
-// missingObjects lists the objects to send for commits, the new commits
-// haveTrees found: first the commits, then the trees and blobs of those
-// commits, leaving out everything already known and marking known what it
-// lists. It returns the list and how many commits it holds.
-func (r *Repo) missingObjects(ctx context.Context, commits []*object.Commit, known map[plumbing.Hash]bool) ([]plumbing.Hash, int, error) {
-	out := make([]plumbing.Hash, 0, len(commits)*4)
+// missingObjects lists in pw.objs the objects to send for commits, the new
+// commits haveTrees found: first the commits, then the trees and blobs of
+// those commits, leaving out everything already known. It returns how
+// many commits it listed.
+func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part int32, commits []*object.Commit) (int, error) {
+	n := 0
 	for _, c := range commits {
-		if !known[c.Hash] {
-			known[c.Hash] = true
-			out = append(out, c.Hash)
+		if _, ok := pw.known[c.Hash]; !ok {
+			pw.add(c.Hash, part, plumbing.ZeroHash)
+			n++
 		}
 	}
-	n := len(out)
 	for _, c := range commits {
-		if err := r.collectTree(ctx, c.TreeHash, known, &out); err != nil {
-			return nil, 0, err
+		// The first parent's tree is where the previous versions of the
+		// commit's files are, the bases for deltas of loose objects.
+		var base plumbing.Hash
+		if len(c.ParentHashes) > 0 && !rs.shallow[c.Hash] {
+			if pc, err := rs.repo.git.CommitObject(c.ParentHashes[0]); err == nil {
+				base = pc.TreeHash
+			}
+		}
+		if err := pw.collectTree(ctx, rs, part, c.TreeHash, base, true); err != nil {
+			return 0, err
 		}
 	}
-	return out, n, nil
+	return n, nil
 }
 
-// collectTree marks the tree and everything below it known, appending to out
-// (when out is not nil) the objects that were not known before. Subtrees
-// already known are not read again: unchanged directories cost one lookup.
-func (r *Repo) collectTree(ctx context.Context, tree plumbing.Hash, known map[plumbing.Hash]bool, out *[]plumbing.Hash) error {
-	if known[tree] {
+// collectTree marks the tree and everything below it known; with send,
+// it lists those not known before in pw.objs, as objects to send, hostHas
+// otherwise. Subtrees already known are not read again: unchanged
+// directories cost one lookup.
+//
+// base is the tree at the same path in the commit's first parent (zero
+// if none): for an object that is not in a local packfile, the entry of
+// the same name there is the base to try for a delta. It is only read for
+// loose trees: in a packfile, objects are copied with the deltas they have.
+func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part int32, tree, base plumbing.Hash, send bool) error {
+	if _, ok := pw.known[tree]; ok {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	known[tree] = true
-	if out != nil {
-		*out = append(*out, tree)
+	if send {
+		pw.add(tree, part, base)
+	} else {
+		pw.known[tree] = hostHas
 	}
-	t, err := r.git.TreeObject(tree)
+	t, err := rs.repo.git.TreeObject(tree)
 	if err != nil {
 		return fmt.Errorf("read tree %s: %w", tree, err)
 	}
+	var prev map[string]object.TreeEntry
+	if send && !base.IsZero() && base != tree && !rs.packed(tree) {
+		if bt, err := rs.repo.git.TreeObject(base); err == nil {
+			prev = make(map[string]object.TreeEntry, len(bt.Entries))
+			for _, e := range bt.Entries {
+				prev[e.Name] = e
+			}
+		}
+	}
 	for _, e := range t.Entries {
+		var eb plumbing.Hash
+		if p, ok := prev[e.Name]; ok && (p.Mode == filemode.Dir) == (e.Mode == filemode.Dir) && p.Mode != filemode.Submodule {
+			eb = p.Hash
+		}
 		switch {
 		case e.Mode == filemode.Submodule:
 			// A gitlink names a commit of another repository: not ours to send.
 		case e.Mode == filemode.Dir:
-			if err := r.collectTree(ctx, e.Hash, known, out); err != nil {
+			if err := pw.collectTree(ctx, rs, part, e.Hash, eb, send); err != nil {
 				return err
 			}
-		case !known[e.Hash]:
-			known[e.Hash] = true
-			if out != nil {
-				*out = append(*out, e.Hash)
+		default:
+			if _, ok := pw.known[e.Hash]; ok {
+				continue
+			}
+			if send {
+				pw.add(e.Hash, part, eb)
+			} else {
+				pw.known[e.Hash] = hostHas
 			}
 		}
 	}
@@ -194,8 +261,9 @@ const (
 // want but not from any have, plus the edges: the commits reachable from the
 // haves whose trees the target is known to hold. The walk stops as soon as
 // every commit still queued is reachable from a have, so an incremental
-// deploy reads a handful of commits however long the history is.
-func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash) ([]*object.Commit, []plumbing.Hash, error) {
+// deploy reads a handful of commits however long the history is. The
+// commits in shallow are walked as if they had no parents.
+func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]*object.Commit, []plumbing.Hash, error) {
 	flags := make(map[plumbing.Hash]uint8)
 	var q commitQueue
 	push := func(c *object.Commit) {
@@ -229,7 +297,11 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 		if f&uninteresting == 0 {
 			found = append(found, c)
 		}
-		for _, p := range c.ParentHashes {
+		parents := c.ParentHashes
+		if shallow[c.Hash] {
+			parents = nil // the local history ends here
+		}
+		for _, p := range parents {
 			pf := flags[p]
 			if f&uninteresting != 0 {
 				if pf&uninteresting != 0 {
@@ -311,79 +383,4 @@ func (q commitQueue) allUninteresting(flags map[plumbing.Hash]uint8) bool {
 		}
 	}
 	return true
-}
-
-// encode streams the objects of lists, each read from the repository of
-// the part at the same index, as a version 2 pack of count whole
-// (undeltified) objects, and returns the number of bytes written.
-func encode(ctx context.Context, w io.Writer, parts []PackPart, lists [][]plumbing.Hash, count int) (int64, error) {
-	sum := sha1.New()
-	cw := &countWriter{w: io.MultiWriter(w, sum)}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	var hdr [12]byte
-	copy(hdr[:], "PACK")
-	binary.BigEndian.PutUint32(hdr[4:], 2)
-	binary.BigEndian.PutUint32(hdr[8:], uint32(count))
-	if _, err := bw.Write(hdr[:]); err != nil {
-		return cw.n, err
-	}
-	zw, _ := zlib.NewWriterLevel(bw, zlib.BestSpeed)
-	for i, objs := range lists {
-		r := parts[i].Repo
-		for _, h := range objs {
-			if err := ctx.Err(); err != nil {
-				return cw.n, err
-			}
-			if err := r.encodeObject(bw, zw, h); err != nil {
-				return cw.n, r.describe(err)
-			}
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return cw.n, err
-	}
-	n, err := w.Write(sum.Sum(nil))
-	return cw.n + int64(n), err
-}
-
-func (r *Repo) encodeObject(bw *bufio.Writer, zw *zlib.Writer, h plumbing.Hash) error {
-	o, err := r.git.Storer.EncodedObject(plumbing.AnyObject, h)
-	if err != nil {
-		return fmt.Errorf("read object %s: %w", h, err)
-	}
-	// Entry header: type and size, seven bits at a time, low bits first.
-	size := uint64(o.Size())
-	b := byte(o.Type())<<4 | byte(size&0x0f)
-	size >>= 4
-	for size != 0 {
-		if err := bw.WriteByte(b | 0x80); err != nil {
-			return err
-		}
-		b = byte(size & 0x7f)
-		size >>= 7
-	}
-	if err := bw.WriteByte(b); err != nil {
-		return err
-	}
-	rd, err := o.Reader()
-	if err != nil {
-		return fmt.Errorf("read object %s: %w", h, err)
-	}
-	defer rd.Close()
-	zw.Reset(bw)
-	if _, err := io.Copy(zw, rd); err != nil {
-		return fmt.Errorf("pack object %s: %w", h, err)
-	}
-	return zw.Close()
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

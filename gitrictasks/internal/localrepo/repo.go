@@ -16,11 +16,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 )
 
 var (
@@ -63,7 +67,33 @@ func Open(dir string) (*Repo, error) {
 	}
 	root := wt.Filesystem.Root()
 	gitdir, common := gitDirs(root)
+	if r, err = withAlternates(r, gitdir, common, wt.Filesystem); err != nil {
+		return nil, fmt.Errorf("open repository at %s: %w", abs, err)
+	}
 	return &Repo{git: r, root: root, gitdir: gitdir, common: common}, nil
+}
+
+// objectCache is the size of go-git's cache of objects read (its default
+// is 96 MiB): the walk reads each tree once, so a small cache, enough for
+// the delta bases of trees, keeps as fast and holds far less.
+const objectCache = 8 * cache.MiByte
+
+// withAlternates reopens g, whose git directory is gitdir (common for a
+// linked worktree's), on a storage that reaches the alternates of its
+// object store (git clone --shared or --reference: go-git reads them only
+// through a filesystem that reaches them, which the one PlainOpen gives
+// does not) and keeps a few packfiles open rather than opening the pack
+// again for every object it reads.
+func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, error) {
+	var fs billy.Filesystem = osfs.New(gitdir)
+	if common != gitdir {
+		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(common))
+	}
+	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRU(objectCache), filesystem.Options{
+		AlternatesFS:       osfs.New("/"),
+		MaxOpenDescriptors: 16,
+	})
+	return git.Open(st, worktree)
 }
 
 // Root is the top directory of the working copy.
@@ -245,7 +275,9 @@ func commonDir(gitdir string) string {
 
 // IsAncestor reports whether commit a is reachable from commit b (a commit
 // is its own ancestor). A commit the local repository does not have is never
-// an ancestor of one it has, so the answer is false rather than an error.
+// an ancestor of one it has, so the answer is false rather than an error. In
+// a shallow clone, when a is not found above the shallow boundary, the
+// answer is not known: the error wraps ErrShallow.
 func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 	if a == b {
 		return true, nil
@@ -253,11 +285,20 @@ func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 	if _, err := r.git.CommitObject(a); err != nil {
 		return false, nil
 	}
+	shallow, err := r.shallowSet()
+	if err != nil {
+		return false, err
+	}
+	var cut []plumbing.Hash // shallow commits the walk reached
 	seen := map[plumbing.Hash]bool{b: true}
 	queue := []plumbing.Hash{b}
 	for len(queue) > 0 {
 		h := queue[0]
 		queue = queue[1:]
+		if shallow[h] {
+			cut = append(cut, h)
+			continue
+		}
 		c, err := r.git.CommitObject(h)
 		if err != nil {
 			return false, fmt.Errorf("read commit %s: %w", h, err)
@@ -271,6 +312,10 @@ func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 				queue = append(queue, p)
 			}
 		}
+	}
+	if len(cut) > 0 {
+		return false, fmt.Errorf("is %s an ancestor of %s? the history below %s is not in this clone: %w (run `git fetch --unshallow`)",
+			a.String()[:7], b.String()[:7], cut[0].String()[:7], ErrShallow)
 	}
 	return false, nil
 }

@@ -3,6 +3,7 @@ package localrepo
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,44 +11,68 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
-// ErrShallow means an answer needs history that a shallow clone lacks.
-var ErrShallow = errors.New("shallow clone")
+// ErrShallow means a question about history cannot be answered in a
+// shallow clone: the answer lies below the commits the clone was cut at.
+var ErrShallow = errors.New("the local repository is a shallow clone")
 
-// Shallow lists the commits at which a shallow clone's history is cut
-// (.git/shallow); none for a full clone.
+// Shallow lists the commits at the boundary of a shallow clone (those in
+// the shallow file of its git directory), whose parents the local
+// repository does not have. It is empty for a complete clone.
 func (r *Repo) Shallow() ([]plumbing.Hash, error) {
-	f, err := os.Open(filepath.Join(r.gitDir(), "shallow"))
+	f, err := os.Open(filepath.Join(r.common, "shallow"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read shallow boundary: %w", err)
 	}
 	defer f.Close()
 	var out []plumbing.Hash
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); plumbing.IsHash(line) {
-			out = append(out, plumbing.NewHash(line))
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
 		}
+		if len(line) != 40 || !plumbing.IsHash(line) {
+			return nil, fmt.Errorf("read shallow boundary %s: bad line %q", f.Name(), line)
+		}
+		out = append(out, plumbing.NewHash(line))
 	}
-	return out, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read shallow boundary: %w", err)
+	}
+	return out, nil
 }
 
-// Partial says whether the clone is partial (git clone --filter): some of
-// its objects are left on the server it came from.
+// shallowSet is Shallow as a set; nil for a complete clone.
+func (r *Repo) shallowSet() (map[plumbing.Hash]bool, error) {
+	hs, err := r.Shallow()
+	if err != nil || len(hs) == 0 {
+		return nil, err
+	}
+	set := make(map[plumbing.Hash]bool, len(hs))
+	for _, h := range hs {
+		set[h] = true
+	}
+	return set, nil
+}
+
+// Partial says whether the repository is a partial clone (git clone
+// --filter): extensions.partialClone is set, a remote is a promisor, or a
+// pack directory holds .promisor files. Such a clone may lack objects a
+// deploy must send.
 func (r *Repo) Partial() bool {
-	cfg, err := r.git.Config()
-	if err == nil {
-		if cfg.Raw.Section("extensions").Option("partialclone") != "" {
+	if cfg, err := r.git.Config(); err == nil {
+		if cfg.Raw.Section("extensions").Option("partialClone") != "" {
 			return true
 		}
 		for _, sub := range cfg.Raw.Section("remote").Subsections {
-			if strings.EqualFold(sub.Option("promisor"), "true") {
+			if strings.EqualFold(strings.TrimSpace(sub.Option("promisor")), "true") {
 				return true
 			}
 		}
 	}
-	matches, _ := filepath.Glob(filepath.Join(r.gitDir(), "objects", "pack", "*.promisor"))
+	matches, _ := filepath.Glob(filepath.Join(r.common, "objects", "pack", "*.promisor"))
 	return len(matches) > 0
 }

@@ -257,6 +257,9 @@ func findSubmodule(dirs []string, subPath, worktree, top string, commit plumbing
 		if err != nil {
 			return nil, fmt.Errorf("submodule %s: read commit %s in %s: %w", subPath, commit, dir, err)
 		}
+		if g, err = withAlternates(g, dir, commonDir(dir), nil); err != nil {
+			return nil, fmt.Errorf("submodule %s: open repository %s: %w", subPath, dir, err)
+		}
 		return &Repo{git: g, root: worktree, gitdir: dir, common: commonDir(dir), sub: subPath}, nil
 	}
 	if len(found) == 0 {

@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/repotest"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
+)
+
+// codeHistory is the generated history of TestCompareCode: small edits to
+// a few hundred source files of 2–20 KB, renames now and then.
+var codeHistory = repotest.Code{Commits: 3000, Files: 300, Seed: 1}
+
+// Goals of TestCompareCode, gitric/CLI.
+const (
+	codeFirstGoal       = 0.8
+	codeIncrementalGoal = 0.3
+	codeBytesGoal       = 1.1 // pack bytes, and the host's repository size
+	codeRSSGoal         = 1.0
+)
+
+// TestCompareCode deploys a history that looks like a real project's (see
+// repotest.CodeHistory), packed as a developer's clone is, with gitric and
+// with the CLI chain: first deploy, incremental deploy of a one-line change,
+// and what each sends and leaves on the host.
+func TestCompareCode(t *testing.T) {
+	if os.Getenv("GITRIC_BENCH") != "1" {
+		t.Skip("benchmark: set GITRIC_BENCH=1 to run it")
+	}
+	runs := benchRuns(t, defaultRuns)
+	sshdtest.Require(t)
+
+	b := &bench{mage: compileMage(t), dir: t.TempDir()}
+	b.srv = sshdtest.Start(t, sshdtest.Options{})
+	b.repo = repotest.New(t)
+	b.repo.CodeHistory(t, codeHistory)
+	b.env = benchEnv()
+	b.gitricEnv = append(slices.Clip(b.env),
+		"GITRIC_HOSTS="+b.srv.User+"@"+b.srv.Addr,
+		"GITRIC_IDENTITY="+b.srv.ClientKeyFile,
+		"GITRIC_KNOWN_HOSTS="+b.srv.KnownHostsFile,
+	)
+	b.chain = newCLIChain(b.env, b.repo.Dir, b.srv.ClientKeyFile, b.srv.KnownHostsFile)
+	b.tools = [2]tool{
+		{name: "gitric", rssOf: "gitric", logins: 1, deploy: b.gitric},
+		{name: "CLI", rssOf: "git push", logins: 3, deploy: b.cli},
+	}
+	head := b.repo.Head(t)
+	commits, _ := strconv.Atoi(b.repo.Git(t, "rev-list", "--count", head))
+	files := len(strings.Fields(b.repo.Git(t, "ls-files")))
+	changed := strings.Fields(b.repo.Git(t, "ls-files"))[files/2]
+
+	// What each sends for the first deploy, counted the same way: the
+	// bytes of the pack stream; git's is what git push has
+	// pack-objects make (--revs --thin --delta-base-offset).
+	oursFirst := gitricPackBytes(t, b.repo.Dir, head, "")
+	gitFirst := gitPackBytes(t, b.repo.Dir, head, "")
+
+	first := b.measure(t, runs, scenario{
+		name:  "first deploy",
+		goal:  codeFirstGoal,
+		fresh: true,
+		next:  func(*testing.T) string { return head },
+	})
+	// The host's repository after the last first deploy of each tool.
+	var hostSize [2]int64
+	for k, tl := range b.tools {
+		hostSize[k] = dirSize(t, filepath.Join(b.dir, "first-deploy", tl.name, ".git", "objects"))
+	}
+	n := 0
+	var oursInc, gitInc int64
+	incremental := b.measure(t, runs, scenario{
+		name: "incremental",
+		goal: codeIncrementalGoal,
+		next: func(t *testing.T) string {
+			n++
+			prev := b.repo.Head(t)
+			sha := appendCommit(t, b.repo, changed, fmt.Sprintf("bench: incremental %d", n))
+			oursInc, gitInc = gitricPackBytes(t, b.repo.Dir, sha, prev), gitPackBytes(t, b.repo.Dir, sha, prev)
+			return sha
+		},
+	})
+
+	rep := report{
+		results:    []result{incremental, first},
+		tools:      b.tools,
+		runs:       runs,
+		nproc:      nproc(),
+		commits:    commits,
+		files:      files,
+		sshVersion: commandOutput("ssh", "-V"),
+		gitVersion: commandOutput("git", "--version"),
+	}
+	ratio := func(a, c int64) string { return fmt.Sprintf("%.2f", float64(a)/float64(c)) }
+	rows := [][]string{
+		{"measure", "gitric", "CLI", "ratio gitric/CLI", "target"},
+		{"first deploy, pack bytes", strconv.FormatInt(oursFirst, 10), strconv.FormatInt(gitFirst, 10), ratio(oursFirst, gitFirst), goal(float64(oursFirst)/float64(gitFirst), codeBytesGoal)},
+		{"host .git/objects after first deploy", strconv.FormatInt(hostSize[0], 10), strconv.FormatInt(hostSize[1], 10), ratio(hostSize[0], hostSize[1]), goal(float64(hostSize[0])/float64(hostSize[1]), codeBytesGoal)},
+		{"first deploy, peak RSS (KiB)", strconv.FormatInt(medianRSS(first.samples[0]), 10), strconv.FormatInt(medianRSS(first.samples[1]), 10), ratio(medianRSS(first.samples[0]), medianRSS(first.samples[1])), goal(float64(medianRSS(first.samples[0]))/float64(medianRSS(first.samples[1])), codeRSSGoal)},
+		{"incremental, peak RSS (KiB)", strconv.FormatInt(medianRSS(incremental.samples[0]), 10), strconv.FormatInt(medianRSS(incremental.samples[1]), 10), ratio(medianRSS(incremental.samples[0]), medianRSS(incremental.samples[1])), goal(float64(medianRSS(incremental.samples[0]))/float64(medianRSS(incremental.samples[1])), codeRSSGoal)},
+		{"one-line change, pack bytes", strconv.FormatInt(oursInc, 10), strconv.FormatInt(gitInc, 10), ratio(oursInc, gitInc), "few hundred bytes"},
+	}
+	notes := []string{
+		fmt.Sprintf("history: repotest.CodeHistory %+v: %d commits, %d files at HEAD, made by git fast-import, then git repack -adf and git gc", codeHistory, commits, files),
+		"pack bytes: the pack stream for the deploy, gitric's from localrepo.WritePack, git's from git pack-objects --revs --stdout --thin --delta-base-offset (what git push runs) for the same wants and haves",
+		"host .git/objects: the bytes of every file under the host repository's .git/objects after the last timed first deploy of each tool",
+		"peak RSS: median of the timed runs; gitric's mage binary vs git push and the children it waited for (ssh, pack-objects)",
+	}
+	publish(t, rep.text()+"\n"+textTable(rows, notes), rep.markdown()+"\n"+markdownTable("gitric vs git on a history of code", rows, notes))
+}
+
+// gitricPackBytes is the size of the pack gitric writes for want, for a
+// target that has have ("" for none).
+func gitricPackBytes(t *testing.T, dir, want, have string) int64 {
+	t.Helper()
+	r, err := localrepo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var haves []plumbing.Hash
+	if have != "" {
+		haves = append(haves, plumbing.NewHash(have))
+	}
+	st, err := r.WritePack(context.Background(), io.Discard, plumbing.NewHash(want), haves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Bytes
+}
+
+// gitPackBytes is the size of the pack git push would send for want to a
+// target that has have ("" for none).
+func gitPackBytes(t *testing.T, dir, want, have string) int64 {
+	t.Helper()
+	in := want + "\n"
+	if have != "" {
+		in += "^" + have + "\n"
+	}
+	cmd := exec.Command("git", "pack-objects", "--revs", "--stdout", "--thin", "--delta-base-offset", "-q")
+	cmd.Dir = dir
+	cmd.Env = repotest.Env()
+	cmd.Stdin = strings.NewReader(in)
+	cw := &byteCounter{}
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = cw, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("git pack-objects: %v: %s", err, stderr.String())
+	}
+	return cw.n
+}
+
+type byteCounter struct{ n int64 }
+
+func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// dirSize is the total size of the files under dir.
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,512 @@
+package localrepo
+
+import (
+	"bufio"
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// Pack entry types, as a pack's entry headers number them.
+const (
+	objCommit   = 1
+	objTree     = 2
+	objBlob     = 3
+	objTag      = 4
+	objOfsDelta = 6
+	objRefDelta = 7
+)
+
+// store is a read-only view of a repository's object directories, the
+// alternates' included, for the pack writer: where each object sits (in
+// which packfile at what offset, or in which loose file) and the raw bytes
+// of pack entries, so that they can be copied into a new pack as stored.
+// It reads idx files (version 1 and 2) itself; everything else that a pack
+// directory holds (.keep, .bitmap, .rev, .promisor, multi-pack-index) is
+// left alone: the .idx next to each .pack is all it needs.
+type store struct {
+	dirs  []string // object directories: the repository's, then its alternates'
+	packs []*packIdx
+}
+
+// openStore lists the object directories of the repository whose common
+// git directory is common, and the packs in them, newest first (as git
+// looks them up). The idx files are read now; the packs are opened when
+// first read.
+func openStore(common string) (*store, error) {
+	s := &store{}
+	seen := make(map[string]bool)
+	var add func(dir string, depth int) error
+	add = func(dir string, depth int) error {
+		dir = filepath.Clean(dir)
+		if seen[dir] || depth > 5 { // git follows alternates five deep
+			return nil
+		}
+		seen[dir] = true
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil // an alternate that is gone: git warns and goes on
+		}
+		s.dirs = append(s.dirs, dir)
+		data, err := os.ReadFile(filepath.Join(dir, "info", "alternates"))
+		if err != nil {
+			return nil
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if !filepath.IsAbs(line) {
+				line = filepath.Join(dir, line)
+			}
+			if err := add(line, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := add(filepath.Join(common, "objects"), 0); err != nil {
+		return nil, err
+	}
+	for _, dir := range s.dirs {
+		ps, err := readPackDir(filepath.Join(dir, "pack"))
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.packs = append(s.packs, ps...)
+	}
+	return s, nil
+}
+
+// readPackDir reads the idx files of the packs in dir, newest pack first.
+func readPackDir(dir string) ([]*packIdx, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	type found struct {
+		p     *packIdx
+		mtime int64
+	}
+	var ps []found
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".pack")
+		if !ok || e.IsDir() {
+			continue
+		}
+		base := filepath.Join(dir, name)
+		fi, err := os.Stat(base + ".pack")
+		if err != nil {
+			continue
+		}
+		p, err := readIdx(base+".idx", fi.Size())
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a pack being written, without its idx yet: git skips it too
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.path = base + ".pack"
+		ps = append(ps, found{p, fi.ModTime().UnixNano()})
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].mtime > ps[j].mtime })
+	out := make([]*packIdx, len(ps))
+	for i, f := range ps {
+		out[i] = f.p
+	}
+	return out, nil
+}
+
+// close closes the packs that were opened.
+func (s *store) close() {
+	for _, p := range s.packs {
+		if p.f != nil {
+			p.f.Close()
+			p.f = nil
+		}
+	}
+}
+
+// location is where an object is stored: a pack entry, or a loose file
+// in the object directory dirs[dir].
+type location struct {
+	pack *packIdx
+	off  int64
+	dir  int
+}
+
+// locate finds object h: in the first pack that has it, else loose.
+func (s *store) locate(h plumbing.Hash) (location, bool) {
+	for _, p := range s.packs {
+		if off, ok := p.find(h); ok {
+			return location{pack: p, off: off}, true
+		}
+	}
+	for d := range s.dirs {
+		if _, err := os.Stat(s.loosePath(d, h)); err == nil {
+			return location{dir: d}, true
+		}
+	}
+	return location{}, false
+}
+
+// packed says whether h is in one of the packs.
+func (s *store) packed(h plumbing.Hash) bool {
+	for _, p := range s.packs {
+		if p.search(h) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// loosePath is where object directory dirs[d] keeps h when it is loose.
+func (s *store) loosePath(d int, h plumbing.Hash) string {
+	name := h.String()
+	return filepath.Join(s.dirs[d], name[:2], name[2:])
+}
+
+// packIdx is a pack's index: the hashes of its objects in order, with
+// their offsets (and crc32s in a version 2 index), kept as the file has
+// them and searched in place.
+type packIdx struct {
+	path    string // the .pack
+	size    int64  // of the .pack
+	version int
+	n       int
+	fanout  [256]uint32
+	names   []byte // n × 20 bytes (version 2), or n × 24: offset then name (version 1)
+	crcs    []byte // n × 4 (version 2)
+	offs    []byte // n × 4 (version 2)
+	large   []byte // 8 bytes each (version 2)
+
+	f *os.File
+	// byOffset is the entries' positions in pack order, built when first
+	// needed: it gives each entry's end (the next one's start) and the
+	// hash at an offset (an OFS_DELTA's base).
+	byOffset []uint32
+	sorted   []int64 // the offsets of byOffset, in order
+}
+
+var idxMagic = []byte{0xff, 't', 'O', 'c'}
+
+// readIdx reads the idx file at path, for a pack of packSize bytes.
+func readIdx(path string, packSize int64) (*packIdx, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(why string) error { return fmt.Errorf("pack index %s: %s", path, why) }
+	p := &packIdx{size: packSize}
+	body := data
+	if bytes.HasPrefix(data, idxMagic) {
+		if len(data) < 8 {
+			return nil, bad("truncated")
+		}
+		p.version = int(binary.BigEndian.Uint32(data[4:]))
+		if p.version != 2 {
+			return nil, bad("version " + strconv.Itoa(p.version) + " is not supported")
+		}
+		body = data[8:]
+	} else {
+		p.version = 1
+	}
+	if len(body) < 256*4 {
+		return nil, bad("truncated")
+	}
+	for i := range p.fanout {
+		p.fanout[i] = binary.BigEndian.Uint32(body[i*4:])
+		if i > 0 && p.fanout[i] < p.fanout[i-1] {
+			return nil, bad("corrupt fan-out table")
+		}
+	}
+	p.n = int(p.fanout[255])
+	body = body[256*4:]
+	if p.version == 1 {
+		if len(body) < p.n*24+40 {
+			return nil, bad("truncated")
+		}
+		p.names = body[:p.n*24]
+		return p, nil
+	}
+	if len(body) < p.n*28+40 {
+		return nil, bad("truncated")
+	}
+	p.names = body[:p.n*20]
+	p.crcs = body[p.n*20 : p.n*24]
+	p.offs = body[p.n*24 : p.n*28]
+	p.large = body[p.n*28 : len(body)-40]
+	return p, nil
+}
+
+// name is the hash of the i-th entry (in hash order).
+func (p *packIdx) name(i int) []byte {
+	if p.version == 1 {
+		return p.names[i*24+4 : i*24+24]
+	}
+	return p.names[i*20 : i*20+20]
+}
+
+// offset is the pack offset of the i-th entry (in hash order).
+func (p *packIdx) offset(i int) (int64, error) {
+	if p.version == 1 {
+		return int64(binary.BigEndian.Uint32(p.names[i*24:])), nil
+	}
+	o := binary.BigEndian.Uint32(p.offs[i*4:])
+	if o&0x80000000 == 0 {
+		return int64(o), nil
+	}
+	k := int(o & 0x7fffffff)
+	if (k+1)*8 > len(p.large) {
+		return 0, fmt.Errorf("pack index of %s: corrupt large offset", p.path)
+	}
+	return int64(binary.BigEndian.Uint64(p.large[k*8:])), nil
+}
+
+// crc is the crc32 of the i-th entry's raw bytes; ok is false in a version
+// 1 index, which has none.
+func (p *packIdx) crc(i int) (uint32, bool) {
+	if p.version == 1 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(p.crcs[i*4:]), true
+}
+
+// search returns the position of h in the index, or -1.
+func (p *packIdx) search(h plumbing.Hash) int {
+	lo := 0
+	if h[0] > 0 {
+		lo = int(p.fanout[h[0]-1])
+	}
+	hi := int(p.fanout[h[0]])
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch c := bytes.Compare(p.name(m), h[:]); {
+		case c == 0:
+			return m
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return -1
+}
+
+// find returns the offset of h's entry.
+func (p *packIdx) find(h plumbing.Hash) (int64, bool) {
+	i := p.search(h)
+	if i < 0 {
+		return 0, false
+	}
+	off, err := p.offset(i)
+	return off, err == nil
+}
+
+// order builds byOffset and sorted.
+func (p *packIdx) order() error {
+	if p.byOffset != nil || p.n == 0 {
+		return nil
+	}
+	pos := make([]uint32, p.n)
+	offs := make([]int64, p.n)
+	for i := range pos {
+		pos[i] = uint32(i)
+		o, err := p.offset(i)
+		if err != nil {
+			return err
+		}
+		offs[i] = o
+	}
+	sort.Slice(pos, func(a, b int) bool { return offs[pos[a]] < offs[pos[b]] })
+	sorted := make([]int64, p.n)
+	for k, i := range pos {
+		sorted[k] = offs[i]
+	}
+	p.byOffset, p.sorted = pos, sorted
+	return nil
+}
+
+// at returns the position (in hash order) of the entry at offset off and
+// the offset where the entry ends.
+func (p *packIdx) at(off int64) (pos int, end int64, err error) {
+	if err := p.order(); err != nil {
+		return 0, 0, err
+	}
+	k := sort.Search(len(p.sorted), func(k int) bool { return p.sorted[k] >= off })
+	if k == len(p.sorted) || p.sorted[k] != off {
+		return 0, 0, fmt.Errorf("pack %s: no entry at offset %d", p.path, off)
+	}
+	end = p.size - 20 // the pack's trailing checksum
+	if k+1 < len(p.sorted) {
+		end = p.sorted[k+1]
+	}
+	if end <= off {
+		return 0, 0, fmt.Errorf("pack %s: corrupt index: entry at %d ends at %d", p.path, off, end)
+	}
+	return int(p.byOffset[k]), end, nil
+}
+
+// file opens the pack when first needed.
+func (p *packIdx) file() (*os.File, error) {
+	if p.f == nil {
+		f, err := os.Open(p.path)
+		if err != nil {
+			return nil, err
+		}
+		p.f = f
+	}
+	return p.f, nil
+}
+
+// entry is a pack entry's header, as stored.
+type entry struct {
+	typ     int   // objCommit … objRefDelta
+	size    int64 // of the object, or for a delta of the delta data
+	hdrLen  int   // bytes of type and size, plus the base reference of a delta
+	baseOff int64 // an OFS_DELTA's base, as an offset in the same pack
+	baseRef plumbing.Hash
+	end     int64  // where the entry ends in the pack
+	pos     int    // position in the index (hash order)
+	crc     uint32 // crc32 of the hdrLen bytes of the header
+}
+
+// entryAt reads the header of the entry at off.
+func (p *packIdx) entryAt(off int64) (entry, error) {
+	var e entry
+	f, err := p.file()
+	if err != nil {
+		return e, err
+	}
+	e.pos, e.end, err = p.at(off)
+	if err != nil {
+		return e, err
+	}
+	var buf [64]byte
+	n, err := f.ReadAt(buf[:min(int64(len(buf)), e.end-off)], off)
+	if n == 0 && err != nil {
+		return e, fmt.Errorf("read pack %s at %d: %w", p.path, off, err)
+	}
+	b := buf[:n]
+	bad := fmt.Errorf("pack %s: corrupt entry header at %d", p.path, off)
+	i := 0
+	if i >= len(b) {
+		return e, bad
+	}
+	c := b[i]
+	i++
+	e.typ = int(c>>4) & 7
+	e.size = int64(c & 0x0f)
+	for shift := 4; c&0x80 != 0; shift += 7 {
+		if i >= len(b) || shift > 62 {
+			return e, bad
+		}
+		c = b[i]
+		i++
+		e.size |= int64(c&0x7f) << shift
+	}
+	switch e.typ {
+	case objCommit, objTree, objBlob, objTag:
+	case objOfsDelta:
+		if i >= len(b) {
+			return e, bad
+		}
+		c = b[i]
+		i++
+		rel := int64(c & 0x7f)
+		for c&0x80 != 0 {
+			if i >= len(b) || rel > 1<<55 {
+				return e, bad
+			}
+			c = b[i]
+			i++
+			rel = (rel+1)<<7 | int64(c&0x7f)
+		}
+		if rel <= 0 || rel > off {
+			return e, bad
+		}
+		e.baseOff = off - rel
+	case objRefDelta:
+		if i+20 > len(b) {
+			return e, bad
+		}
+		copy(e.baseRef[:], b[i:i+20])
+		i += 20
+	default:
+		return e, fmt.Errorf("pack %s: entry at %d has unknown type %d", p.path, off, e.typ)
+	}
+	e.hdrLen = i
+	e.crc = crc32.ChecksumIEEE(b[:i])
+	return e, nil
+}
+
+// hashAt is the hash of the object at offset off.
+func (p *packIdx) hashAt(off int64) (plumbing.Hash, error) {
+	pos, _, err := p.at(off)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	var h plumbing.Hash
+	copy(h[:], p.name(pos))
+	return h, nil
+}
+
+// looseObject is an opened loose object: its type and size, and a reader
+// of its content, inflated as it is read.
+type looseObject struct {
+	typ  int
+	size int64
+	r    io.Reader
+	f    *os.File
+	zr   io.ReadCloser
+}
+
+func (o *looseObject) Close() error {
+	o.zr.Close()
+	return o.f.Close()
+}
+
+// openLoose opens the loose object file at path and reads its header.
+func openLoose(path string) (*looseObject, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := zlib.NewReader(bufio.NewReaderSize(f, 32<<10))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("loose object %s: %w", path, err)
+	}
+	o := &looseObject{f: f, zr: zr}
+	br := bufio.NewReaderSize(zr, 32<<10)
+	hdr, err := br.ReadSlice(0)
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("loose object %s: bad header: %w", path, err)
+	}
+	kind, size, ok := strings.Cut(string(hdr[:len(hdr)-1]), " ")
+	t, terr := plumbing.ParseObjectType(kind)
+	n, nerr := strconv.ParseInt(size, 10, 64)
+	if !ok || terr != nil || nerr != nil || n < 0 {
+		o.Close()
+		return nil, fmt.Errorf("loose object %s: bad header %q", path, hdr)
+	}
+	o.typ, o.size = int(t), n
+	o.r = io.LimitReader(br, n)
+	return o, nil
+}

@@ -1,0 +1,491 @@
+package localrepo
+
+import (
+	"bufio"
+	"bytes"
+	"compress/zlib"
+	"context"
+	"crypto/sha1"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+const (
+	// maxDeltaSize is the largest object (and base) a delta is made for:
+	// both are held in memory while the delta is made.
+	maxDeltaSize = 16 << 20
+	// minDeltaSize is the smallest object worth a delta.
+	minDeltaSize = 64
+	// maxDepth is the longest chain of deltas made here (git's default).
+	maxDepth = 50
+	// smallRaw is the largest entry copied through memory, its crc32
+	// checked before it is written; larger ones are streamed and checked
+	// at their end.
+	smallRaw = 1 << 20
+	// fastAbove is the size above which objects are compressed at zlib's
+	// fastest level rather than its default.
+	fastAbove = 1 << 20
+)
+
+// Object states while the pack is written.
+const (
+	pending = iota
+	busy    // being written: its delta base is being written first
+	written
+)
+
+// sendObj is an object the pack carries.
+type sendObj struct {
+	hash plumbing.Hash
+	// base is the previous version of the object at the same path, to
+	// try as a delta base when the object is not copied from a packfile.
+	base  plumbing.Hash
+	part  int32
+	state uint8
+	depth uint8 // of the delta chain as written, 0 for a whole object
+	loc   location
+	off   int64 // where the entry starts in the new pack
+}
+
+// repoState is what the writer knows of one part's repository.
+type repoState struct {
+	repo    *Repo
+	store   *store
+	shallow map[plumbing.Hash]bool
+}
+
+func (rs *repoState) packed(h plumbing.Hash) bool { return rs.store.packed(h) }
+
+// packWriter makes one pack from the parts' objects.
+type packWriter struct {
+	repos  []*repoState
+	stores map[*Repo]*repoState
+	// known maps every object walked to its index in objs when the pack
+	// carries it, or to hostHas when the target holds it.
+	known map[plumbing.Hash]int32
+	objs  []sendObj
+
+	bw          *bufio.Writer
+	sum         hash.Hash
+	off         int64 // bytes written so far
+	zFast, zDef *zlib.Writer
+	buf         []byte
+
+	reused, deltas, thin int
+}
+
+// open gets the state of r, once per repository however many parts use it.
+func (pw *packWriter) open(r *Repo) (*repoState, error) {
+	if rs, ok := pw.stores[r]; ok {
+		return rs, nil
+	}
+	st, err := openStore(r.common)
+	if err != nil {
+		return nil, err
+	}
+	shallow, err := r.shallowSet()
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	rs := &repoState{repo: r, store: st, shallow: shallow}
+	if pw.stores == nil {
+		pw.stores = make(map[*Repo]*repoState)
+	}
+	pw.stores[r] = rs
+	return rs, nil
+}
+
+func (pw *packWriter) close() {
+	for _, rs := range pw.stores {
+		rs.store.close()
+	}
+}
+
+// add lists h to be sent, from part, with base as the delta base to try.
+func (pw *packWriter) add(h plumbing.Hash, part int32, base plumbing.Hash) {
+	pw.known[h] = int32(len(pw.objs))
+	pw.objs = append(pw.objs, sendObj{hash: h, part: part, base: base})
+}
+
+// locateAll finds every object to send, so that a missing one fails the
+// pack before its first byte.
+func (pw *packWriter) locateAll(ctx context.Context) error {
+	for i := range pw.objs {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		o := &pw.objs[i]
+		rs := pw.repos[o.part]
+		loc, ok := rs.store.locate(o.hash)
+		if !ok {
+			hint := ""
+			if rs.repo.Partial() {
+				hint = " (it is a partial clone, whose missing objects are fetched on demand by git only: " +
+					"fetch them, e.g. with `git fetch --refetch` after `git config --unset remote.origin.partialclonefilter`, or deploy from a full clone)"
+			}
+			return rs.repo.describe(fmt.Errorf("read object %s: %w in the local repository%s", o.hash, plumbing.ErrObjectNotFound, hint))
+		}
+		o.loc = loc
+	}
+	return nil
+}
+
+// encode streams the pack: header, every object, checksum.
+func (pw *packWriter) encode(ctx context.Context, w io.Writer) error {
+	pw.sum = sha1.New()
+	pw.bw = bufio.NewWriterSize(io.MultiWriter(w, pw.sum), 64<<10)
+	var hdr [12]byte
+	copy(hdr[:], "PACK")
+	binary.BigEndian.PutUint32(hdr[4:], 2)
+	binary.BigEndian.PutUint32(hdr[8:], uint32(len(pw.objs)))
+	if _, err := pw.Write(hdr[:]); err != nil {
+		return err
+	}
+	pw.zFast, _ = zlib.NewWriterLevel(pw, zlib.BestSpeed)
+	pw.zDef, _ = zlib.NewWriterLevel(pw, zlib.DefaultCompression)
+	for i := range pw.objs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := pw.write(int32(i)); err != nil {
+			return err
+		}
+	}
+	if err := pw.bw.Flush(); err != nil {
+		return err
+	}
+	n, err := w.Write(pw.sum.Sum(nil))
+	pw.off += int64(n)
+	return err
+}
+
+// Write writes to the pack, counting.
+func (pw *packWriter) Write(p []byte) (int, error) {
+	n, err := pw.bw.Write(p)
+	pw.off += int64(n)
+	return n, err
+}
+
+// writeHeader writes an entry's type and size.
+func (pw *packWriter) writeHeader(typ int, size int64) error {
+	var b [16]byte
+	n := 0
+	c := byte(typ)<<4 | byte(size&0x0f)
+	size >>= 4
+	for size != 0 {
+		b[n] = c | 0x80
+		n++
+		c = byte(size & 0x7f)
+		size >>= 7
+	}
+	b[n] = c
+	n++
+	_, err := pw.Write(b[:n])
+	return err
+}
+
+// writeOfs writes an OFS_DELTA's base reference: how far back the base's
+// entry starts.
+func (pw *packWriter) writeOfs(rel int64) error {
+	var b [16]byte
+	i := len(b) - 1
+	b[i] = byte(rel & 0x7f)
+	for rel >>= 7; rel != 0; rel >>= 7 {
+		rel--
+		i--
+		b[i] = 0x80 | byte(rel&0x7f)
+	}
+	_, err := pw.Write(b[i:])
+	return err
+}
+
+// write writes object i, after its delta base if the pack carries the base
+// and has not written it yet.
+func (pw *packWriter) write(i int32) error {
+	o := &pw.objs[i]
+	if o.state == written {
+		return nil
+	}
+	o.state = busy
+	rs := pw.repos[o.part]
+	var err error
+	if o.loc.pack != nil {
+		err = pw.reuse(i, rs)
+	} else {
+		err = pw.compress(i, rs, nil)
+	}
+	if err != nil {
+		return rs.repo.describe(err)
+	}
+	pw.objs[i].state = written
+	return nil
+}
+
+// reuse copies packed object i as its local packfile stores it, pointing
+// a delta at its base in the new pack or on the target; a delta with a base
+// in neither is sent whole.
+func (pw *packWriter) reuse(i int32, rs *repoState) error {
+	p, off := pw.objs[i].loc.pack, pw.objs[i].loc.off
+	e, err := p.entryAt(off)
+	if err != nil {
+		return err
+	}
+	switch e.typ {
+	case objOfsDelta, objRefDelta:
+	default:
+		pw.objs[i].off = pw.off
+		pw.objs[i].depth = 0
+		return pw.copyRaw(p, e, off, func() error { return pw.writeHeader(e.typ, e.size) })
+	}
+	base := e.baseRef
+	if e.typ == objOfsDelta {
+		if base, err = p.hashAt(e.baseOff); err != nil {
+			return err
+		}
+	}
+	j, ok := pw.known[base]
+	switch {
+	case ok && j >= 0 && pw.objs[j].state != busy:
+		if err := pw.write(j); err != nil {
+			return err
+		}
+		b := &pw.objs[j]
+		o := &pw.objs[i]
+		o.off = pw.off
+		o.depth = min(b.depth, 254) + 1
+		pw.deltas++
+		return pw.copyRaw(p, e, off, func() error {
+			if err := pw.writeHeader(objOfsDelta, e.size); err != nil {
+				return err
+			}
+			return pw.writeOfs(o.off - b.off)
+		})
+	case ok && j == hostHas:
+		o := &pw.objs[i]
+		o.off = pw.off
+		o.depth = 1
+		pw.deltas++
+		pw.thin++
+		return pw.copyRaw(p, e, off, func() error {
+			if err := pw.writeHeader(objRefDelta, e.size); err != nil {
+				return err
+			}
+			_, err := pw.Write(base[:])
+			return err
+		})
+	}
+	// The base is not sent and not known to be on the target (or is
+	// waiting for this very object: a delta cycle across packs): resolve
+	// the chain.
+	obj, err := rs.repo.git.Storer.EncodedObject(plumbing.AnyObject, pw.objs[i].hash)
+	if err != nil {
+		return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+	}
+	return pw.compress(i, rs, obj)
+}
+
+// copyRaw writes the entry e at off of p, its data as stored, after the
+// header that header writes; the entry's crc32 is checked when the index
+// has it.
+func (pw *packWriter) copyRaw(p *packIdx, e entry, off int64, header func() error) error {
+	f, err := p.file()
+	if err != nil {
+		return err
+	}
+	start := off + int64(e.hdrLen)
+	n := e.end - start
+	want, check := p.crc(e.pos)
+	bad := func() error {
+		return fmt.Errorf("pack %s: entry at offset %d does not match its crc32 in the index: the pack is corrupt (run `git fsck`)", p.path, off)
+	}
+	pw.reused++
+	if n <= smallRaw {
+		if int64(cap(pw.buf)) < n {
+			pw.buf = make([]byte, n)
+		}
+		buf := pw.buf[:n]
+		if _, err := f.ReadAt(buf, start); err != nil {
+			return fmt.Errorf("read pack %s at %d: %w", p.path, start, err)
+		}
+		if check && crc32.Update(e.crc, crc32.IEEETable, buf) != want {
+			return bad()
+		}
+		if err := header(); err != nil {
+			return err
+		}
+		_, err := pw.Write(buf)
+		return err
+	}
+	if err := header(); err != nil {
+		return err
+	}
+	sum := e.crc // the header's, carried on over the data
+	src := io.TeeReader(io.NewSectionReader(f, start, n), writerFunc(func(b []byte) (int, error) {
+		sum = crc32.Update(sum, crc32.IEEETable, b)
+		return len(b), nil
+	}))
+	if _, err := io.CopyN(pw, src, n); err != nil {
+		return fmt.Errorf("copy from pack %s at %d: %w", p.path, start, err)
+	}
+	if check && sum != want {
+		return bad()
+	}
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// compress writes object i compressed: from its loose file, or when obj is
+// not nil from obj (a packed object whose delta cannot be reused). It is
+// written as a delta against the previous version of its path when the
+// target has that version or the pack carries it, both are small enough
+// and the delta is less than half the object.
+func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObject) error {
+	// The base first, when the pack carries it: it must come before.
+	var base plumbing.Hash
+	baseIdx := int32(-2)
+	if b := pw.objs[i].base; !b.IsZero() {
+		if j, ok := pw.known[b]; ok && j >= 0 && pw.objs[j].state != busy {
+			if err := pw.write(j); err != nil {
+				return err
+			}
+			if pw.objs[j].depth < maxDepth {
+				base, baseIdx = b, j
+			}
+		} else if ok && j == hostHas {
+			base, baseIdx = b, hostHas
+		}
+	}
+
+	var typ int
+	var size int64
+	var rd io.Reader
+	if obj != nil {
+		typ, size = int(obj.Type()), obj.Size()
+		r, err := obj.Reader()
+		if err != nil {
+			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+		}
+		defer r.Close()
+		rd = r
+	} else {
+		lo, err := openLoose(rs.store.loosePath(pw.objs[i].loc.dir, pw.objs[i].hash))
+		if err != nil {
+			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+		}
+		defer lo.Close()
+		typ, size, rd = lo.typ, lo.size, lo.r
+	}
+	o := &pw.objs[i]
+	o.off = pw.off
+	o.depth = 0
+
+	if baseIdx != -2 && size >= minDeltaSize && size <= maxDeltaSize {
+		data := make([]byte, size)
+		if _, err := io.ReadFull(rd, data); err != nil {
+			return fmt.Errorf("read object %s: %w", o.hash, err)
+		}
+		if src, ok := rs.readSmall(base); ok {
+			if d := makeDelta(src, data, int(size/2)); d != nil {
+				pw.deltas++
+				if baseIdx == hostHas {
+					pw.thin++
+					o.depth = 1
+					if err := pw.writeHeader(objRefDelta, int64(len(d))); err != nil {
+						return err
+					}
+					if _, err := pw.Write(base[:]); err != nil {
+						return err
+					}
+				} else {
+					b := &pw.objs[baseIdx]
+					o.depth = b.depth + 1
+					if err := pw.writeHeader(objOfsDelta, int64(len(d))); err != nil {
+						return err
+					}
+					if err := pw.writeOfs(o.off - b.off); err != nil {
+						return err
+					}
+				}
+				return pw.deflate(bytes.NewReader(d), int64(len(d)))
+			}
+		}
+		rd = bytes.NewReader(data)
+	}
+	if err := pw.writeHeader(typ, size); err != nil {
+		return err
+	}
+	if err := pw.deflate(rd, size); err != nil {
+		return fmt.Errorf("pack object %s: %w", o.hash, err)
+	}
+	return nil
+}
+
+// deflate writes size bytes of r zlib-compressed.
+func (pw *packWriter) deflate(r io.Reader, size int64) error {
+	zw := pw.zDef
+	if size > fastAbove {
+		zw = pw.zFast
+	}
+	zw.Reset(pw)
+	if n, err := io.Copy(zw, r); err != nil {
+		return err
+	} else if n != size {
+		return fmt.Errorf("%d bytes of content where the header says %d", n, size)
+	}
+	return zw.Close()
+}
+
+// readSmall reads object h whole when it is no larger than maxDeltaSize.
+func (rs *repoState) readSmall(h plumbing.Hash) ([]byte, bool) {
+	loc, ok := rs.store.locate(h)
+	if !ok {
+		return nil, false
+	}
+	if loc.pack == nil {
+		lo, err := openLoose(rs.store.loosePath(loc.dir, h))
+		if err != nil {
+			return nil, false
+		}
+		defer lo.Close()
+		if lo.size > maxDeltaSize {
+			return nil, false
+		}
+		data := make([]byte, lo.size)
+		if _, err := io.ReadFull(lo.r, data); err != nil {
+			return nil, false
+		}
+		return data, true
+	}
+	if sz, ok := rs.repo.git.Storer.(interface {
+		EncodedObjectSize(plumbing.Hash) (int64, error)
+	}); ok {
+		if n, err := sz.EncodedObjectSize(h); err != nil || n > maxDeltaSize {
+			return nil, false
+		}
+	}
+	obj, err := rs.repo.git.Storer.EncodedObject(plumbing.AnyObject, h)
+	if err != nil || obj.Size() > maxDeltaSize {
+		return nil, false
+	}
+	r, err := obj.Reader()
+	if err != nil {
+		return nil, false
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, false
+	}
+	return data, true
+}
