@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/user"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // AuditEntry is one line of a host's audit log: one JSON object per
@@ -15,15 +17,19 @@ import (
 // ModeInPlace Path/.git/gitric/audit.log, in the other modes
 // Path/repo/gitric/audit.log.
 type AuditEntry struct {
-	Time       time.Time `json:"time"`
-	Who        string    `json:"who"`
-	Action     Action    `json:"action"`
-	From       string    `json:"from,omitempty"`
-	To         string    `json:"to,omitempty"`
-	Result     Outcome   `json:"result"`
-	Reason     string    `json:"reason,omitempty"`
-	Message    string    `json:"message,omitempty"`
-	DowntimeMS int64     `json:"downtime_ms"`
+	Time   time.Time `json:"time"`
+	Who    string    `json:"who"`
+	Action Action    `json:"action"`
+	From   string    `json:"from,omitempty"`
+	To     string    `json:"to,omitempty"`
+	// Deployed is the commit checked out when gitric made one of its own
+	// from To (artifacts, a subdirectory); To is always the source.
+	Deployed   string  `json:"deployed,omitempty"`
+	Cutover    string  `json:"cutover,omitempty"` // "overlap"
+	Result     Outcome `json:"result"`
+	Reason     string  `json:"reason,omitempty"`
+	Message    string  `json:"message,omitempty"`
+	DowntimeMS int64   `json:"downtime_ms"`
 }
 
 // Outcome is how an operation ended on one host.
@@ -48,6 +54,7 @@ const (
 	ActionRollback Action = "rollback"
 	ActionSwap     Action = "swap" // blue/green: live and next exchanged
 	actionStatus   Action = "status"
+	actionPlan     Action = "plan"
 	actionUnlock   Action = "unlock"
 )
 
@@ -63,7 +70,7 @@ func rollbackTarget(log []AuditEntry) (top, prev string) {
 		}
 		switch e.Action {
 		case ActionDeploy:
-			stack = append(stack, e.To)
+			stack = append(stack, e.checkout())
 		case ActionRollback:
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
@@ -77,6 +84,26 @@ func rollbackTarget(log []AuditEntry) (top, prev string) {
 		prev = stack[len(stack)-2]
 	}
 	return top, prev
+}
+
+// checkout is the commit the entry's host checked out.
+func (e AuditEntry) checkout() string {
+	if e.Deployed != "" {
+		return e.Deployed
+	}
+	return e.To
+}
+
+// deployedOf finds the newest successful deploy of source in the log, and
+// the commit that deploy checked out.
+func deployedOf(log []AuditEntry, source string) (string, bool) {
+	for i := len(log) - 1; i >= 0; i-- {
+		e := log[i]
+		if e.Result == OutcomeOK && e.Action == ActionDeploy && e.To == source {
+			return e.checkout(), true
+		}
+	}
+	return "", false
 }
 
 // ErrAuditMismatch means a host's audit log disagrees with what it runs.
@@ -103,4 +130,11 @@ func Who() string {
 		host = "unknown"
 	}
 	return name + "@" + host
+}
+
+func hashOf(s string) plumbing.Hash {
+	if plumbing.IsHash(s) {
+		return plumbing.NewHash(s)
+	}
+	return plumbing.ZeroHash
 }

@@ -284,17 +284,48 @@ type hostDeploy struct {
 func (d *deployment) run(ctx context.Context) (*Result, error) {
 	err := d.seedAll(ctx)
 	if err == nil {
+		err = d.before(ctx)
+	}
+	if err == nil {
 		err = d.cutoverAll(ctx)
 	}
 	d.close(ctx.Err() != nil)
 	d.cutovers.Wait() // a closed session ends a cutover under way at once
 	d.summary()
-	r := &Result{Commit: publicCommit(d.commit)}
-	for _, h := range d.hosts {
-		h.res.From, h.res.To = hashString(h.from), hashString(h.to)
-		r.Hosts = append(r.Hosts, h.res)
+	r := d.result()
+	if d.opts.Hooks.After != nil {
+		d.opts.Hooks.After(context.WithoutCancel(ctx), r, err)
 	}
 	return r, err
+}
+
+func (d *deployment) result() *Result {
+	r := &Result{Commit: publicCommit(d.commit)}
+	for _, h := range d.hosts {
+		res := h.res
+		res.From, res.To = hashString(h.from), hashString(h.to)
+		r.Hosts = append(r.Hosts, res)
+	}
+	return r
+}
+
+// ErrHook means a hook refused the deploy.
+var ErrHook = errors.New("refused by a hook")
+
+// before calls the Before hook with what each host will do; its error
+// aborts the deploy before any cutover.
+func (d *deployment) before(ctx context.Context) error {
+	if d.opts.Hooks.Before == nil {
+		return nil
+	}
+	p := &Plan{Commit: publicCommit(d.commit)}
+	for _, h := range d.hosts {
+		p.Hosts = append(p.Hosts, HostPlan{Host: h.addr.Name(), From: hashString(h.from), To: hashString(h.to), Already: h.res.Skipped, Steps: d.steps(h.from.IsZero())})
+	}
+	if err := d.opts.Hooks.Before(ctx, p); err != nil {
+		return d.abort(ctx, []error{fmt.Errorf("%w: %w", ErrHook, err)})
+	}
+	return nil
 }
 
 func publicCommit(c localrepo.Commit) Commit {
@@ -812,8 +843,10 @@ func (d *deployment) refuseUntracked(h *hostDeploy, paths []string) error {
 	return &UntrackedError{Host: h.addr.Name(), Paths: paths, Hint: d.opts.Hints.DiscardEdits}
 }
 
-// prepareRollback picks the host's rollback target from its audit log,
-// which must agree with what the host runs.
+// prepareRollback picks the host's rollback target: with Options.Rev, the
+// deploy of that commit (or release) that the host's audit log records;
+// without, the one before the live one. The audit log must agree with
+// what the host runs.
 func (d *deployment) prepareRollback(h *hostDeploy, st hostState) error {
 	top, prev := rollbackTarget(st.audit)
 	name := h.addr.Name()
@@ -822,11 +855,58 @@ func (d *deployment) prepareRollback(h *hostDeploy, st hostState) error {
 		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: the audit log says %s is live, but the host is on %s (changed outside gitric?); "+
 			"deploy the commit you want instead: %s", ErrAuditMismatch, shortHex(top), short(st.head), d.opts.Hints.ForcePush)}
 	}
+	if d.opts.Rev != "" {
+		return d.rollbackTo(h, st)
+	}
 	if prev == "" || !plumbing.IsHash(prev) {
 		h.res.Outcome = OutcomeRefused
 		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: the host's audit log records no earlier successful deploy", ErrNoPrevious)}
 	}
 	h.to = plumbing.NewHash(prev)
+	if h.to == st.head {
+		h.res.Skipped = true
+		h.log.Printf("already on %s; nothing to do", d.describe(h.to))
+		return nil
+	}
+	h.log.Printf("will roll back from %s to %s", d.describe(st.head), d.describe(h.to))
+	return nil
+}
+
+// ErrNeverDeployed means a rollback target is not a deploy the host had.
+var ErrNeverDeployed = errors.New("never deployed on this host")
+
+// rollbackTo picks the deploy of Options.Rev (a commit, or a release
+// directory's name) from the host's audit log and releases.
+func (d *deployment) rollbackTo(h *hostDeploy, st hostState) error {
+	name, rev := h.addr.Name(), d.opts.Rev
+	var source string
+	for _, r := range st.releases {
+		if r.name == rev || strings.TrimPrefix(r.name, "releases/") == rev {
+			source = r.head.String()
+		}
+	}
+	if source == "" && d.repo != nil {
+		if c, err := d.repo.Resolve(rev); err == nil {
+			source = c.Hash.String()
+		}
+	}
+	if source == "" && plumbing.IsHash(rev) {
+		source = rev
+	}
+	checkout, ok := deployedOf(st.audit, source)
+	if !ok {
+		// A release named by its directory may be a deploy commit.
+		for _, e := range st.audit {
+			if e.checkout() == source && e.Result == OutcomeOK {
+				checkout, ok = source, true
+			}
+		}
+	}
+	if source == "" || !ok {
+		h.res.Outcome = OutcomeRefused
+		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: %s: the host's audit log records no successful deploy of it; see: %s", ErrNeverDeployed, rev, d.opts.Hints.Releases)}
+	}
+	h.to = plumbing.NewHash(checkout)
 	if h.to == st.head {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.describe(h.to))
@@ -902,6 +982,13 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 			go func() {
 				defer d.cutovers.Done()
 				h.cutErr = d.cutover(h)
+				if hook := d.opts.Hooks.AfterHost; hook != nil {
+					res := h.res
+					res.From, res.To = hashString(h.from), hashString(h.to)
+					if err := hook(context.WithoutCancel(ctx), res); err != nil {
+						h.log.Printf("the AfterHost hook failed: %v", err)
+					}
+				}
 				done <- h
 			}()
 		}

@@ -245,11 +245,28 @@ type Options struct {
 	// Verbose also prints what the hosts' git says while storing the pack,
 	// and how each connection was set up.
 	Verbose bool
+	// Hooks are called as the deploy goes (to post to a chat, tag a
+	// release, call a deploy tracker).
+	Hooks Hooks
 	// Hints name the way to override a refusal in the caller's own terms
 	// (gitrictasks sets "mage allowDirty prod deploy" and the like).
 	Hints Hints
 
 	dial dialFunc // tests: how to reach a host
+}
+
+// Hooks follow a deploy from Go.
+type Hooks struct {
+	// Before is called once every host is seeded (and, in ModeRelease,
+	// built), before the first cutover, with what each host will do. An
+	// error aborts the deploy: no host is cut over.
+	Before func(ctx context.Context, p *Plan) error
+	// AfterHost is called after each host's cutover, with its result. It
+	// cannot undo the host: an error is reported, and the deploy goes on.
+	AfterHost func(ctx context.Context, r HostResult) error
+	// After is called at the end, with the result (failures and rollbacks
+	// included) and the deploy's error.
+	After func(ctx context.Context, r *Result, err error)
 }
 
 // Hints are the words a refusal uses to say how to override it.
@@ -260,6 +277,7 @@ type Hints struct {
 	DiscardEdits string
 	TakeOver     string
 	Status       string
+	Releases     string
 }
 
 // ErrInvalidOptions means Options cannot describe a deploy.
@@ -403,6 +421,9 @@ func (o *Options) defaults() {
 	}
 	if o.Hints.Status == "" {
 		o.Hints.Status = "deploy.Status"
+	}
+	if o.Hints.Releases == "" {
+		o.Hints.Releases = "deploy.Releases"
 	}
 	if o.Stage.Keep == 0 {
 		o.Stage.Keep = 5

@@ -56,15 +56,36 @@ func (l sshLink) close() { l.host.Close() }
 
 // hostState is what a script reports about a host before any change.
 type hostState struct {
-	head     plumbing.Hash // zero: nothing deployed
-	when     time.Time     // HEAD's commit time (status only)
-	subject  string        // HEAD's subject (status only)
-	changed  []string      // git status lines of tracked files changed on the host
-	locked   string        // owner of a lock someone else holds
-	tookOver string        // owner of a dead deploy's lock this run took over
-	foreign  bool          // a repository gitric did not create (status)
-	unlocked string        // the owner of the lock an unlock removed; "-": none
-	audit    []AuditEntry
+	head      plumbing.Hash // zero: nothing deployed
+	when      time.Time     // HEAD's commit time (status only)
+	subject   string        // HEAD's subject (status only)
+	changed   []string      // git status lines of tracked files changed on the host
+	locked    string        // owner of a lock someone else holds
+	tookOver  string        // owner of a dead deploy's lock this run took over
+	foreign   bool          // a repository gitric did not create (status)
+	source    plumbing.Hash // for gitric's deploy commit at HEAD: its source commit
+	tree      plumbing.Hash // and HEAD's tree
+	releases  []release     // release mode: the releases on the host
+	notEmpty  bool          // plan: the path is a non-empty directory, not gitric's
+	untracked []string      // plan: the host's untracked files
+	missing   []string      // plan: the shared files the host lacks
+	unlocked  string        // the owner of the lock an unlock removed; "-": none
+	audit     []AuditEntry
+}
+
+// release is a release directory on a host (release mode).
+type release struct {
+	name string // releases/<time>-<short>
+	head plumbing.Hash
+}
+
+// sourceOf is the commit a host's state speaks of: the source of gitric's
+// deploy commit, or the head itself.
+func (st hostState) sourceOf() plumbing.Hash {
+	if !st.source.IsZero() {
+		return st.source
+	}
+	return st.head
 }
 
 // session is one run of the host script, from its hello to its end.
@@ -150,6 +171,12 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 				st.tookOver = l.Arg
 			case hostscript.WordForeign:
 				st.foreign = true
+			case hostscript.WordNotEmpty:
+				st.notEmpty = true
+			case hostscript.WordUntracked:
+				st.untracked = append(st.untracked, l.Arg)
+			case hostscript.WordMissing:
+				st.missing = append(st.missing, l.Arg)
 			case hostscript.WordUnlocked:
 				st.unlocked = l.Arg
 				return nil
@@ -165,6 +192,21 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 					}
 					st.head = plumbing.NewHash(l.Arg)
 				}
+			case hostscript.WordSource:
+				src, tree, _ := strings.Cut(l.Arg, " ")
+				if plumbing.IsHash(src) {
+					st.source = plumbing.NewHash(src)
+				}
+				if plumbing.IsHash(tree) {
+					st.tree = plumbing.NewHash(tree)
+				}
+			case hostscript.WordRelease:
+				name, head, _ := strings.Cut(l.Arg, " ")
+				r := release{name: name}
+				if plumbing.IsHash(head) {
+					r.head = plumbing.NewHash(head)
+				}
+				st.releases = append(st.releases, r)
 			case hostscript.WordCommit:
 				ts, subject, _ := strings.Cut(l.Arg, " ")
 				if n, err := strconv.ParseInt(ts, 10, 64); err == nil {
@@ -584,12 +626,13 @@ var (
 // auditHead is what gitric tells the host to put at the start of the audit
 // line it writes at the switch.
 type auditHead struct {
-	Who     string `json:"who"`
-	Action  Action `json:"action"`
-	From    string `json:"from,omitempty"`
-	To      string `json:"to,omitempty"`
-	Message string `json:"message,omitempty"`
-	Cutover string `json:"cutover,omitempty"` // "overlap"
+	Who      string `json:"who"`
+	Action   Action `json:"action"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
+	Message  string `json:"message,omitempty"`
+	Deployed string `json:"deployed,omitempty"`
+	Cutover  string `json:"cutover,omitempty"` // "overlap"
 }
 
 func (a auditHead) prefix() string {

@@ -43,6 +43,14 @@ say() { printf '%s %s\n' "$T" "$*"; }
 # die CODE MESSAGE: the one error of this run.
 die() { say error "$1" "$2"; exit 1; }
 me() { id -un 2>/dev/null || echo "${USER:-this user}"; }
+# missing_shared: the shared files this host lacks, as "missing" lines.
+missing_shared() {
+	[ -n "$SHARED" ] && [ "$MODE" != inplace ] || return 0
+	printf '%s\n' "$SHARED" | while IFS= read -r s; do
+		case $s in '' | */) continue ;; esac
+		[ -e "$P/shared/$s" ] || say missing "$s"
+	done
+}
 
 # The first line gitric reads: what the login shell printed before it
 # (without a newline, even) stays on a line of its own.
@@ -55,11 +63,18 @@ say hello 2
 command -v git >/dev/null 2>&1 || die nogit "git is not installed on this host, or not on the PATH of a non-interactive ssh login (install it, e.g. apt-get install git)"
 case $P in /*) ;; *) cd 2>/dev/null || die path "cannot enter the home directory ${HOME:-?} of $(me), where the relative repository path $P starts" ;; esac
 writes=1
-case $ACTION in status | unlock) writes= ;; esac
+case $ACTION in status | unlock | plan)
+	writes=
+	# Read-only: not even git's opportunistic index refresh.
+	GIT_OPTIONAL_LOCKS=0
+	export GIT_OPTIONAL_LOCKS
+	;;
+esac
 # nothing: the report of a root with no deploy, for the read-only actions.
 nothing() {
 	if [ "$ACTION" = unlock ]; then say unlocked -; else
 		say head none
+		[ "$ACTION" != plan ] || missing_shared
 		say ready
 	fi
 	exit 0
@@ -81,12 +96,19 @@ R=$P/$GD G=$R/gitric
 
 
 headof() { git -C "$1" rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null || echo none; }
+# complete RELEASE: whether a release directory was fully checked out.
+complete() { [ -f "$(git -C "$1" rev-parse --absolute-git-dir 2>/dev/null)/gitric-complete" ] 2>/dev/null; }
+
 
 # A root is gitric's when it has the gitric directory; an empty directory
 # becomes one; anything else is refused before anything is written.
 if [ ! -d "$G" ]; then
 	if [ -z "$writes" ]; then
-		[ ! -f "$R/HEAD" ] || say foreign "$R"
+		if [ -f "$R/HEAD" ]; then
+			say foreign "$R"
+		elif [ "$ACTION" = plan ] && [ -n "$(ls -A 2>/dev/null)" ]; then
+			say notempty "$P"
+		fi
 		nothing
 	fi
 	if [ -f "$R/HEAD" ]; then
@@ -172,7 +194,7 @@ if [ -z "$locked" ] && [ -n "$writes" ] && [ ! -f "$R/HEAD" ]; then
 fi
 [ -z "$writes" ] || [ -n "$locked" ] || mkdir -p "$G/log" 2>/dev/null || die path "cannot write in $G as $(me)"
 
-if [ "$ACTION" = status ]; then
+if [ "$ACTION" = status ] || [ "$ACTION" = plan ]; then
 	[ -L "$G/lock" ] || [ -e "$G/lock" ] && say locked "$(lockowner)"
 fi
 if [ "$AUDITLOG" = 1 ] && [ -f "$G/audit.log" ]; then
@@ -183,17 +205,34 @@ head=none
 [ "$ACTION" = status ] || { [ ! -d "$W" ] || head=$(headof "$W"); }
 say head "$head"
 if [ "$head" != none ]; then
-	[ "$ACTION" != status ] || say commit "$(git -C "$L" --no-pager log -1 --format='%ct %s' HEAD)"
+	# A deploy commit of gitric's (artifacts, a subdirectory) names the
+	# source commit it was made of: gitric speaks of that one.
 	dir=$W
 	[ "$ACTION" != status ] || dir=$L
+	src=$(git -C "$dir" --no-pager log -1 --format='%an %B' HEAD 2>/dev/null | sed -n 's/^gitric gitric deploy of \([0-9a-f]\{40\}\)$/\1/p')
+	[ -z "$src" ] || say source "$src" "$(git -C "$dir" rev-parse -q --verify 'HEAD^{tree}' 2>/dev/null)"
+	[ "$ACTION" != status ] || say commit "$(git -C "$L" --no-pager log -1 --format='%ct %s' HEAD)"
 	n=0
 	git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null | while IFS= read -r line; do
 		n=$((n + 1))
 		[ $n -gt 20 ] || say changed "$line"
 	done
 fi
+if [ "$MODE" = release ] && [ "$AUDITLOG" = 1 ]; then
+	for d in releases/*/; do
+		[ -d "$d" ] || continue
+		d=${d%/}
+		complete "$d" && say release "$d" "$(headof "$d")"
+	done
+fi
+if [ "$ACTION" = plan ]; then
+	# What a deploy would overwrite is worked out by gitric, which has the
+	# new commit: here, the untracked files and the missing shared ones.
+	[ "$head" = none ] || [ "$MODE" = release ] || git -C "$W" ls-files --others --exclude-standard 2>/dev/null | head -n 2000 | while IFS= read -r f; do say untracked "$f"; done
+	missing_shared
+fi
 say ready
-[ "$ACTION" != status ] || exit 0
+[ "$ACTION" != status ] && [ "$ACTION" != plan ] || exit 0
 
 # ---- helpers for the steps that change things ---------------------------
 # audit RESULT REASON [MS]: one line in the host's own audit log, written
@@ -519,17 +558,7 @@ link_shared() {
 	done
 }
 
-# missing_shared: the shared files this host lacks, as "missing" lines.
-missing_shared() {
-	[ -n "$SHARED" ] && [ "$MODE" != inplace ] || return 0
-	printf '%s\n' "$SHARED" | while IFS= read -r s; do
-		case $s in '' | */) continue ;; esac
-		[ -e "$P/shared/$s" ] || say missing "$s"
-	done
-}
 
-# complete RELEASE: whether a release directory was fully checked out.
-complete() { [ -f "$(git -C "$1" rev-parse --absolute-git-dir 2>/dev/null)/gitric-complete" ] 2>/dev/null; }
 
 # prepare_release COMMIT [reuse]: the release of COMMIT, made while the
 # service runs: a complete, clean one of this commit is reused, or a new

@@ -13,13 +13,16 @@ import (
 const (
 	WordHello     = "hello"     // version: the script runs
 	WordError     = "error"     // code message: the run ends
-	WordForeign   = "foreign"   // path: a repository gitric did not create (status)
+	WordForeign   = "foreign"   // path: a repository gitric did not create (status, plan)
+	WordNotEmpty  = "notempty"  // path: a non-empty directory, not gitric's (plan)
 	WordLocked    = "locked"    // owner: another deploy holds the lock
 	WordTookOver  = "tookover"  // owner: a dead deploy's lock was taken over
 	WordUnlocked  = "unlocked"  // owner or -: the lock was removed (unlock)
 	WordAudit     = "audit"     // json: a line of the audit log
 	WordHead      = "head"      // sha or none: the working copy's commit
 	WordCommit    = "commit"    // time subject: HEAD's (status)
+	WordSource    = "source"    // sha tree: HEAD is gitric's deploy commit of sha
+	WordRelease   = "release"   // name head: a release directory (release mode)
 	WordChanged   = "changed"   // porcelain line: a tracked file edited on the host
 	WordReady     = "ready"     // the state report is complete
 	WordSeeded    = "seeded"    // status sha: receive-pack's exit, refs/gitric/seed

@@ -58,6 +58,7 @@ const (
 	Rollback Action = "rollback"
 	Swap     Action = "swap"
 	Status   Action = "status"
+	Plan     Action = "plan"
 	Unlock   Action = "unlock"
 )
 
