@@ -76,10 +76,10 @@ type Artifact struct {
 	// Path is where it goes in the deployed tree, slash-separated and
 	// relative to its top ("bin/app"). Directories on the way are made.
 	Path string
-	// File is the local file to read. A regular file (a symlink to one is
-	// followed) becomes a blob at Path, mode 100755 if its owner may
-	// execute it, else 100644. A directory adds every file under it below
-	// Path, recursively: regular files as above, symlinks as symlinks
+	// File is the local file to read (a symlink is followed). A regular
+	// file becomes a blob at Path, mode 100755 if its owner may execute it,
+	// else 100644. A directory adds every file under it below Path,
+	// recursively: regular files as above, symlinks inside it as symlinks
 	// (their targets as they are); empty directories are left out, as git
 	// leaves them out, and other kinds of files are an error.
 	File string
@@ -344,14 +344,18 @@ func (r *Repo) artifactEdits(ctx context.Context, a Artifact, out []edit) ([]edi
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a regular file or a directory", from)
 	}
-	err = filepath.WalkDir(a.File, func(p string, de fs.DirEntry, err error) error {
+	top, err := filepath.EvalSymlinks(a.File) // WalkDir would not enter a symlink
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	err = filepath.WalkDir(top, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if de.IsDir() {
 			return nil
 		}
-		rel, err := filepath.Rel(a.File, p)
+		rel, err := filepath.Rel(top, p)
 		if err != nil {
 			return err
 		}

@@ -174,9 +174,13 @@ func TestDeriveDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	objects := f.git.Git(t, "count-objects")
 	again, err := f.repo.DeployCommit(ctx, d)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := f.git.Git(t, "count-objects"); got != objects {
+		t.Errorf("the same derivation again wrote objects: %s, was %s", got, objects)
 	}
 	if again != first {
 		t.Fatalf("second DeployCommit = %s, first gave %s", again, first)
@@ -273,6 +277,10 @@ func TestDeriveTree(t *testing.T) {
 	if err := os.Symlink(exe, linked); err != nil {
 		t.Fatal(err)
 	}
+	linkedDir := filepath.Join(t.TempDir(), "dist")
+	if err := os.Symlink(dist, linkedDir); err != nil {
+		t.Fatal(err)
+	}
 	symlinkBlob := func(target string) string {
 		p := deriveArtifact(t, "target", target, 0o644)
 		return deriveBlob(t, g, "120000", p)
@@ -315,6 +323,16 @@ func TestDeriveTree(t *testing.T) {
 		{
 			name:      "directory artifact",
 			artifacts: []Artifact{{Path: "www", File: dist}},
+			want: map[string]string{
+				"www/index.html": deriveBlob(t, g, "100644", filepath.Join(dist, "index.html")),
+				"www/js/app.js":  deriveBlob(t, g, "100644", filepath.Join(dist, "js", "app.js")),
+				"www/tools/run":  deriveBlob(t, g, "100755", filepath.Join(dist, "tools", "run")),
+				"www/latest.js":  symlinkBlob("js/app.js"),
+			},
+		},
+		{
+			name:      "symlink to a directory artifact followed",
+			artifacts: []Artifact{{Path: "www", File: linkedDir}},
 			want: map[string]string{
 				"www/index.html": deriveBlob(t, g, "100644", filepath.Join(dist, "index.html")),
 				"www/js/app.js":  deriveBlob(t, g, "100644", filepath.Join(dist, "js", "app.js")),
@@ -796,4 +814,73 @@ func TestDeriveCancelled(t *testing.T) {
 	if _, err := f.repo.DeployCommit(ctx, Derivation{Source: f.source, Artifacts: []Artifact{{Path: "bin/app", File: bin}}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled DeployCommit = %v, want context.Canceled", err)
 	}
+}
+
+// TestDeriveChangedWhileRead checks that a file that does not hold what
+// was hashed is not stored, and leaves no temporary file behind.
+func TestDeriveChangedWhileRead(t *testing.T) {
+	t.Parallel()
+	f := newDeriveFixture(t)
+	p := deriveArtifact(t, "app", "twelve bytes", 0o644)
+	for _, tt := range []struct {
+		name string
+		size int64
+		want plumbing.Hash
+	}{
+		{"grew", 5, plumbing.ComputeHash(plumbing.BlobObject, []byte("twelv"))},
+		{"shrank", 20, plumbing.ComputeHash(plumbing.BlobObject, []byte("twelve bytes and mor"))},
+		{"other content", 12, plumbing.ComputeHash(plumbing.BlobObject, []byte("twelve bytez"))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rd, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			if err := f.repo.writeLoose(plumbing.BlobObject, tt.size, rd, tt.want); !errors.Is(err, errChanged) {
+				t.Errorf("writeLoose = %v, want errChanged", err)
+			}
+			if f.repo.has(tt.want) {
+				t.Error("the object was stored")
+			}
+			if _, err := hashFile(context.Background(), p, tt.size); tt.size != 12 && !errors.Is(err, errChanged) {
+				t.Errorf("hashFile with size %d = %v, want errChanged", tt.size, err)
+			}
+		})
+	}
+	tmps, err := filepath.Glob(filepath.Join(f.git.Dir, ".git", "objects", "tmp_obj_*"))
+	if err != nil || len(tmps) > 0 {
+		t.Errorf("temporary files left: %v %v", tmps, err)
+	}
+	deriveFsck(t, f.git)
+}
+
+// TestDeriveLinkedWorktree checks that deriving from a linked worktree
+// (`git worktree add`) stores the objects and refs where every worktree of
+// the repository sees them, and leaves both working copies alone.
+func TestDeriveLinkedWorktree(t *testing.T) {
+	t.Parallel()
+	f := newDeriveFixture(t)
+	wtDir := filepath.Join(t.TempDir(), "wt")
+	f.git.Git(t, "worktree", "add", "-q", "-b", "side", wtDir)
+	wt := &repotest.Repo{Dir: wtDir}
+	before, beforeWt := deriveState(t, f.git), deriveState(t, wt)
+	bin := deriveArtifact(t, "app", "bin\n", 0o755)
+	h, err := deriveOpen(t, wtDir).DeployCommit(context.Background(), Derivation{Source: f.source, Artifacts: []Artifact{{Path: "bin/app", File: bin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*repotest.Repo{f.git, wt} {
+		if got := g.Git(t, "rev-parse", "refs/gitric/deploy/"+f.source.String()); got != h.String() {
+			t.Errorf("%s: deploy ref = %s, want %s", g.Dir, got, h)
+		}
+		g.Git(t, "cat-file", "-e", h.String()+":bin/app")
+	}
+	if after := deriveState(t, f.git); after != before {
+		t.Errorf("main working copy changed:\n%s\nwas\n%s", after, before)
+	}
+	if after := deriveState(t, wt); after != beforeWt {
+		t.Errorf("linked worktree changed:\n%s\nwas\n%s", after, beforeWt)
+	}
+	deriveFsck(t, f.git)
 }

@@ -90,11 +90,9 @@ func objectHeader(typ plumbing.ObjectType, size int64) []byte {
 
 // copyExactly copies size bytes from rd to w and makes sure rd then ends.
 func copyExactly(w io.Writer, rd io.Reader, size int64) error {
-	n, err := io.CopyN(w, rd, size)
-	if err == io.EOF || err == nil && n < size {
+	if _, err := io.CopyN(w, rd, size); err == io.EOF {
 		return errChanged
-	}
-	if err != nil {
+	} else if err != nil {
 		return err
 	}
 	var one [1]byte
