@@ -1,10 +1,14 @@
 // Package localrepo is the local side of a deploy: the git repository on the
 // machine that runs gitric. It resolves what to deploy, tells whether the
 // working copy is clean, decides whether a push would lose history, finds
-// the submodules of a commit, and writes the pack that carries the new
-// objects, the submodules' included, to a target.
+// the submodules of a commit, derives deploy commits (build outputs added,
+// a monorepo's subdirectory taken) and clean checkouts to build in, and
+// writes the pack that carries the new objects, the submodules' included,
+// to a target.
 //
-// It reads the repository with go-git and never shells out to git.
+// It reads the repository with go-git and never shells out to git. The
+// only things it writes into the repository are objects and refs under
+// refs/gitric/: never the working copy, the index, HEAD or a branch.
 package localrepo
 
 import (

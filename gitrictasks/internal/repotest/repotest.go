@@ -29,6 +29,19 @@ func Env() []string {
 	)
 }
 
+// RequireGit skips the test when the git command line is not installed,
+// or, when the environment variable CI is "true", fails it: CI must never
+// silently skip.
+func RequireGit(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("git is required in CI: %v", err)
+		}
+		t.Skipf("git not installed: %v", err)
+	}
+}
+
 // New initialises an empty repository (branch main) in a new directory.
 func New(t testing.TB) *Repo {
 	t.Helper()
