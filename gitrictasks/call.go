@@ -44,6 +44,7 @@ func init() {
 		{name: "acceptNew"}, {name: "ref", nargs: 1, deployOnly: true},
 		{name: "deploy", kind: action}, {name: "rollback", kind: action}, {name: "swap", kind: action},
 		{name: "status", kind: action}, {name: "unlock", kind: action},
+		{name: "plan", kind: action}, {name: "releases", kind: action},
 	} {
 		targets[strings.ToLower(t.name)] = t
 	}

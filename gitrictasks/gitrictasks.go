@@ -54,6 +54,12 @@ type Settings struct {
 	// CutoverTimeout bounds the switch of the working copy on one host
 	// (default 10m).
 	CutoverTimeout time.Duration
+	// Hooks are called as a deploy goes: Before (with the plan, before the
+	// first cutover; its error aborts the deploy), AfterHost, After.
+	Hooks deploy.Hooks
+	// BuildTimeout and OnceTimeout bound a stage's Build (on each host)
+	// and Once (default 10m each).
+	BuildTimeout, OnceTimeout time.Duration
 	// LockWait is how long a deploy waits for a lock that another live
 	// deploy holds (default 0: refuse at once; GITRIC_LOCK_WAIT, e.g. 2m).
 	// A dead deploy's lock is always taken over at once.
@@ -237,13 +243,17 @@ func Deploy(ctx context.Context) error {
 
 // Rollback puts every host of the stage back on the commit deployed before its current one.
 //
-// Needs a stage before it; only and acceptNew apply. Each host's audit log
-// (.git/gitric/audit.log) names its previous commit; the host already has
-// it, so nothing is pushed. The cutover is as Deploy's, GITRIC_BATCH at a
-// time. Environment: GITRIC_HOSTS, GITRIC_BATCH, GITRIC_PARALLEL,
-// GITRIC_OUTPUT and the SSH ones, as for deploy.
+// Needs a stage before it; only, acceptNew and ref apply. Each host's audit
+// log (.git/gitric/audit.log) names its previous deploy; with ref, the
+// deploy of that commit, tag or release directory instead (see releases).
+// A host that never had it, or whose release was pruned, is refused before
+// any host changes, as is one whose audit log disagrees with what it runs.
+// The host has the commit already, so nothing is pushed. The cutover is as
+// Deploy's, GITRIC_BATCH at a time. Environment: GITRIC_HOSTS, GITRIC_BATCH,
+// GITRIC_PARALLEL, GITRIC_OUTPUT and the SSH ones, as for deploy.
 //
 //	mage gitric:prod gitric:rollback
+//	mage gitric:ref v1.4.2 gitric:prod gitric:rollback
 func Rollback(ctx context.Context) error {
 	return withOptions(ctx, "rollback", func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Rollback(ctx, opts)
@@ -276,6 +286,42 @@ func Swap(ctx context.Context) error {
 func Status(ctx context.Context) error {
 	return withOptions(ctx, "status", func(ctx context.Context, opts deploy.Options) error {
 		_, err := deploy.Status(ctx, opts)
+		return err
+	})
+}
+
+// Plan shows what a deploy would do on every host, and what would refuse it, changing nothing.
+//
+// Needs a stage before it; the modifiers of deploy apply (ref, allowDirty,
+// forcePush, discardEdits, only...). One read-only session per host: no
+// lock is taken and nothing is written on any host. Per host: from and
+// to, the commits that go out, a diff summary, the bytes to send, the
+// commands that would run (those inside the downtime marked) and every
+// refusal the deploy would meet. It exits with the status the deploy would
+// have (10 refused, 11 locked, 13 unreachable; see ExitRefused).
+// Environment: as for deploy.
+//
+//	mage gitric:prod gitric:plan
+//	mage gitric:ref v1.4.2 gitric:prod gitric:plan
+func Plan(ctx context.Context) error {
+	return withOptions(ctx, "plan", func(ctx context.Context, opts deploy.Options) error {
+		_, err := deploy.MakePlan(ctx, opts)
+		return err
+	})
+}
+
+// Releases lists what every host of the stage ran, newest first, the live one marked.
+//
+// Needs a stage before it; only and acceptNew apply. From each host's audit
+// log: commit, subject, when, by whom, the deploy's message and its result;
+// in release mode also the release directory, while it is kept. Any of
+// them is a target for rollback: mage gitric:ref <commit or release>
+// gitric:prod gitric:rollback. Read-only. Environment: as for status.
+//
+//	mage gitric:prod gitric:releases
+func Releases(ctx context.Context) error {
+	return withOptions(ctx, "releases", func(ctx context.Context, opts deploy.Options) error {
+		_, err := deploy.Releases(ctx, opts)
 		return err
 	})
 }
@@ -394,6 +440,9 @@ func (s *state) options(ctx context.Context, con *console.Console) (deploy.Optio
 		CheckTimeout:    set.CheckTimeout,
 		CutoverTimeout:  set.CutoverTimeout,
 		LockWait:        set.LockWait,
+		BuildTimeout:    set.BuildTimeout,
+		OnceTimeout:     set.OnceTimeout,
+		Hooks:           set.Hooks,
 		Out:             os.Stdout,
 		Verbose:         mg.Verbose(),
 		JSON:            jsonOutput(),
@@ -406,6 +455,7 @@ func (s *state) options(ctx context.Context, con *console.Console) (deploy.Optio
 			TakeOver:     withSetter(c, ours, cur, "takeOver"),
 			Unlock:       asUnlock(c, ours, cur),
 			Status:       asAction(c, ours, cur, "status"),
+			Releases:     asAction(c, ours, cur, "releases"),
 		}
 	} else {
 		opts.Hints = s.hints(act)

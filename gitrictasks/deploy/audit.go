@@ -106,6 +106,17 @@ func deployedOf(log []AuditEntry, source string) (string, bool) {
 	return "", false
 }
 
+// sourceFor is the source commit of a commit a host checked out, as its
+// audit log records it (the commit itself when gitric made none of its own).
+func sourceFor(log []AuditEntry, checkout plumbing.Hash) plumbing.Hash {
+	for i := len(log) - 1; i >= 0; i-- {
+		if e := log[i]; e.Deployed == checkout.String() {
+			return hashOf(e.To)
+		}
+	}
+	return checkout
+}
+
 // ErrAuditMismatch means a host's audit log disagrees with what it runs.
 var ErrAuditMismatch = errors.New("the audit log does not match the host")
 

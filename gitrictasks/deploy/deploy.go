@@ -86,6 +86,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	paths = d.inSubdir(paths)
 	if len(paths) > 0 {
 		if !d.opts.AllowDirty {
 			return nil, &DirtyError{Root: repo.Root(), Paths: paths, Hint: d.opts.Hints.AllowDirty}
@@ -110,9 +111,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	if err := d.derive(ctx); err != nil {
+		return nil, err
+	}
 	d.con.Printf("deploying %s to %s: %d host(s), %s", commit, d.opts.Stage.Name, len(d.hosts), d.opts.Stage.Path)
 	d.packs = &packs{share: len(d.hosts) > 1, parts: func(haves []plumbing.Hash) []localrepo.PackPart {
-		parts := []localrepo.PackPart{{Repo: d.repo, Want: d.commit.Hash, Haves: haves}}
+		parts := []localrepo.PackPart{{Repo: d.repo, Want: d.target, Haves: haves}}
 		for i, sub := range d.subs {
 			parts = append(parts, localrepo.PackPart{Repo: d.subRepos[i], Want: sub.Commit, Haves: haves})
 		}
@@ -243,20 +247,23 @@ func sameMachine(ctx context.Context, addrs []remote.Address, cfg remote.Config)
 }
 
 type deployment struct {
-	opts     Options
-	action   Action
-	dial     dialFunc
-	repo     *localrepo.Repo // nil for a rollback outside a repository
-	commit   localrepo.Commit
-	shallow  []plumbing.Hash // the local clone's shallow boundary
-	subs     []localrepo.Submodule
-	subRepos []*localrepo.Repo // the local repositories of subs
-	con      *console.Console
-	hosts    []*hostDeploy
-	started  time.Time
-	packs    *packs
-	secrets  map[string]string // the stage's secrets, by name
-	cutovers sync.WaitGroup    // the cutover goroutines
+	opts   Options
+	action Action
+	dial   dialFunc
+	repo   *localrepo.Repo  // nil for a rollback outside a repository
+	commit localrepo.Commit // the source commit: what every message names
+	// target is what the hosts check out: the commit, or gitric's deploy
+	// commit made of it (artifacts, a subdirectory); targetTree its tree.
+	target, targetTree plumbing.Hash
+	shallow            []plumbing.Hash // the local clone's shallow boundary
+	subs               []localrepo.Submodule
+	subRepos           []*localrepo.Repo // the local repositories of subs
+	con                *console.Console
+	hosts              []*hostDeploy
+	started            time.Time
+	packs              *packs
+	secrets            map[string]string // the stage's secrets, by name
+	cutovers           sync.WaitGroup    // the cutover goroutines
 }
 
 // dialFunc connects to a host (the seam the tests replace).
@@ -272,10 +279,13 @@ type hostDeploy struct {
 	conn    link
 	sess    *session
 	state   hostState
-	from    plumbing.Hash
-	to      plumbing.Hash
-	release string // the release prepared in phase one (release mode)
-	res     HostResult
+	// from and to are the commits checked out before and after; fromSrc
+	// and toSrc the source commits they are (the same, unless gitric
+	// made a deploy commit).
+	from, to       plumbing.Hash
+	fromSrc, toSrc plumbing.Hash
+	release        string // the release prepared in phase one (release mode)
+	res            HostResult
 	// cutErr and cutDone are the cutover goroutine's; read after it ends.
 	cutErr  error
 	cutDone bool
@@ -303,7 +313,7 @@ func (d *deployment) result() *Result {
 	r := &Result{Commit: publicCommit(d.commit)}
 	for _, h := range d.hosts {
 		res := h.res
-		res.From, res.To = hashString(h.from), hashString(h.to)
+		res.From, res.To = hashString(h.fromSrc), hashString(h.toSrc)
 		r.Hosts = append(r.Hosts, res)
 	}
 	return r
@@ -320,7 +330,7 @@ func (d *deployment) before(ctx context.Context) error {
 	}
 	p := &Plan{Commit: publicCommit(d.commit)}
 	for _, h := range d.hosts {
-		p.Hosts = append(p.Hosts, HostPlan{Host: h.addr.Name(), From: hashString(h.from), To: hashString(h.to), Already: h.res.Skipped, Steps: d.steps(h.from.IsZero())})
+		p.Hosts = append(p.Hosts, HostPlan{Host: h.addr.Name(), From: hashString(h.fromSrc), To: hashString(h.toSrc), Already: h.res.Skipped, Steps: d.steps(h.from.IsZero())})
 	}
 	if err := d.opts.Hooks.Before(ctx, p); err != nil {
 		return d.abort(ctx, []error{fmt.Errorf("%w: %w", ErrHook, err)})
@@ -537,15 +547,24 @@ func (h *hostDeploy) audit(d *deployment, outcome Outcome, reason string) {
 	}
 	e := AuditEntry{
 		Time: time.Now().UTC(), Who: d.opts.Who, Action: d.action, Message: d.opts.Message,
-		To: hashString(h.to), From: hashString(h.from), Result: outcome, Reason: reason,
+		To: hashString(h.toSrc), From: hashString(h.fromSrc), Result: outcome, Reason: reason,
+	}
+	if h.to != h.toSrc {
+		e.Deployed = hashString(h.to)
 	}
 	if err := s.logAudit(e); err != nil {
 		h.log.Printf("could not write the audit log: %v", err)
 	}
 }
 
-func (h *hostDeploy) auditHead(d *deployment, action Action, to plumbing.Hash) auditHead {
-	return auditHead{Who: d.opts.Who, Action: action, From: hashString(h.from), To: hashString(to), Message: d.opts.Message}
+// auditHead starts the audit line of a cutover to checkout, which is the
+// source commit source (or gitric's deploy commit of it).
+func (h *hostDeploy) auditHead(d *deployment, action Action, checkout, source plumbing.Hash) auditHead {
+	a := auditHead{Who: d.opts.Who, Action: action, From: hashString(h.fromSrc), To: hashString(source), Message: d.opts.Message}
+	if checkout != source {
+		a.Deployed = hashString(checkout)
+	}
+	return a
 }
 
 func hashString(h plumbing.Hash) string {
@@ -619,8 +638,8 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	vars.AuditLog = d.action == ActionRollback
 	vars.Env = d.hostEnv(h.spec)
 	if d.action == ActionDeploy {
-		vars.New = d.commit.Hash.String()
-		vars.Audit = auditHead{Who: d.opts.Who, Action: ActionDeploy, To: vars.New, Message: d.opts.Message}.prefix()
+		vars.New = d.target.String()
+		vars.Audit = auditHead{Who: d.opts.Who, Action: ActionDeploy, To: d.commit.Hash.String(), Message: d.opts.Message}.prefix()
 	}
 	// The script's session outlives a cancelled ctx: a cutover under way
 	// must finish. Phase one ends the scripts itself on cancellation.
@@ -634,8 +653,8 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	if err != nil {
 		return &HostError{Host: name, Step: "prepare", Err: err}
 	}
-	h.from = state.head
-	h.to = d.commit.Hash
+	h.from, h.fromSrc = state.head, state.sourceOf()
+	h.to, h.toSrc = d.target, d.commit.Hash
 	if state.tookOver != "" {
 		h.log.Printf("took over the lock of a deploy that is gone: %s", lockHolder(state.tookOver))
 		h.audit(d, OutcomeTookOver, "stale lock of "+lockHolder(state.tookOver))
@@ -693,7 +712,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		_, err := sess.push(ctx, nil, st.head, nil, nil)
 		return err
 	}
-	if st.head == d.commit.Hash {
+	if st.head == d.target || (d.opts.Stage.Subdir != "" && d.opts.Stage.Artifacts == nil && !st.tree.IsZero() && st.tree == d.targetTree) {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.commit)
 		if err := end(); err != nil {
@@ -702,7 +721,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		return nil
 	}
 	if !st.head.IsZero() && !d.opts.ForcePush {
-		ok, err := d.repo.IsAncestor(st.head, d.commit.Hash)
+		ok, err := d.repo.IsAncestor(h.fromSrc, d.commit.Hash)
 		if err != nil || (!ok && len(d.shallow) > 0) {
 			_ = end()
 			h.res.Outcome = OutcomeRefused
@@ -715,7 +734,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 			if end() == nil {
 				h.audit(d, OutcomeRefused, "non-fast-forward")
 			}
-			return &NonFastForwardError{Host: name, Commit: d.commit.Hash.String(), Current: d.describe(st.head), Hint: d.opts.Hints.ForcePush}
+			return &NonFastForwardError{Host: name, Commit: d.commit.Hash.String(), Current: d.describe(h.fromSrc), Hint: d.opts.Hints.ForcePush}
 		}
 	}
 	if len(d.shallow) > 0 && st.head.IsZero() {
@@ -728,7 +747,12 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		progress = h.log
 	}
 	start := time.Now()
-	targets := []refTarget{{seedRef, d.commit.Hash}}
+	targets := []refTarget{{seedRef, d.target}}
+	if d.target != d.commit.Hash {
+		// gitric's deploy commits are not each other's ancestors: a ref
+		// for each keeps it from git gc on the host, for rollbacks.
+		targets = append(targets, refTarget{"refs/gitric/keep/" + d.target.String(), d.target})
+	}
 	for _, sub := range d.subs {
 		// A ref for each submodule commit ever deployed keeps its objects
 		// from git gc on the host, for rollbacks too.
@@ -774,9 +798,9 @@ func (d *deployment) prepareRelease(h *hostDeploy, reuse bool) error {
 	case errors.Is(err, errPrepare) && built != "-" && built != "0":
 		err = fmt.Errorf("the build failed (exit status %s); see its last lines above; the release was removed", built)
 	case errors.Is(err, errPrepare) && reuse:
-		err = fmt.Errorf("%w: the release of %s is not on the host any more (pruned: Keep is %d)", ErrNoPrevious, short(h.to), d.opts.Stage.Keep)
+		err = fmt.Errorf("%w: the release of %s is not on the host any more (pruned: Keep is %d)", ErrNoPrevious, short(h.toSrc), d.opts.Stage.Keep)
 	case errors.Is(err, errPrepare):
-		err = fmt.Errorf("could not check %s out into a new release (see the host's message above)", short(h.to))
+		err = fmt.Errorf("could not check %s out into a new release (see the host's message above)", short(h.toSrc))
 	}
 	if err != nil {
 		return &HostError{Host: h.addr.Name(), Step: "build", Err: err}
@@ -863,12 +887,13 @@ func (d *deployment) prepareRollback(h *hostDeploy, st hostState) error {
 		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: the host's audit log records no earlier successful deploy", ErrNoPrevious)}
 	}
 	h.to = plumbing.NewHash(prev)
+	h.toSrc = sourceFor(st.audit, h.to)
 	if h.to == st.head {
 		h.res.Skipped = true
-		h.log.Printf("already on %s; nothing to do", d.describe(h.to))
+		h.log.Printf("already on %s; nothing to do", d.describe(h.toSrc))
 		return nil
 	}
-	h.log.Printf("will roll back from %s to %s", d.describe(st.head), d.describe(h.to))
+	h.log.Printf("will roll back from %s to %s", d.describe(h.fromSrc), d.describe(h.toSrc))
 	return nil
 }
 
@@ -907,12 +932,13 @@ func (d *deployment) rollbackTo(h *hostDeploy, st hostState) error {
 		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: %s: the host's audit log records no successful deploy of it; see: %s", ErrNeverDeployed, rev, d.opts.Hints.Releases)}
 	}
 	h.to = plumbing.NewHash(checkout)
+	h.toSrc = sourceFor(st.audit, h.to)
 	if h.to == st.head {
 		h.res.Skipped = true
-		h.log.Printf("already on %s; nothing to do", d.describe(h.to))
+		h.log.Printf("already on %s; nothing to do", d.describe(h.toSrc))
 		return nil
 	}
-	h.log.Printf("will roll back from %s to %s", d.describe(st.head), d.describe(h.to))
+	h.log.Printf("will roll back from %s to %s", d.describe(h.fromSrc), d.describe(h.toSrc))
 	return nil
 }
 
@@ -921,6 +947,14 @@ func (d *deployment) commitName() string {
 		return "previous commits"
 	}
 	return d.commit.Short()
+}
+
+// lookup finds a commit in the local repository.
+func (d *deployment) lookup(h plumbing.Hash) (localrepo.Commit, bool) {
+	if d.repo == nil {
+		return localrepo.Commit{}, false
+	}
+	return d.repo.Lookup(h)
 }
 
 // describe names a commit for a message: hash and subject when we know it.
@@ -967,7 +1001,7 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 				if ctx.Err() == nil {
 					h.audit(d, OutcomeAborted, reason)
 				}
-				h.log.Printf("not cut over (%s); still on %s", reason, short(h.from))
+				h.log.Printf("not cut over (%s); still on %s", reason, short(h.fromSrc))
 			}
 			break
 		}
@@ -984,7 +1018,7 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 				h.cutErr = d.cutover(h)
 				if hook := d.opts.Hooks.AfterHost; hook != nil {
 					res := h.res
-					res.From, res.To = hashString(h.from), hashString(h.to)
+					res.From, res.To = hashString(h.fromSrc), hashString(h.toSrc)
 					if err := hook(context.WithoutCancel(ctx), res); err != nil {
 						h.log.Printf("the AfterHost hook failed: %v", err)
 					}
@@ -1018,7 +1052,7 @@ func (d *deployment) cutoverAll(ctx context.Context) error {
 				d.con.Printf("interrupted: %s still finishing the step under way; each finishes it, records it in its audit log and releases its lock by itself (see: %s)", strings.Join(busy, ", "), d.opts.Hints.Status)
 				for _, h := range todo[min(len(todo), (b+1)*size):] {
 					h.res.Outcome = OutcomeAborted
-					h.log.Printf("not cut over (the deploy was interrupted); still on %s", short(h.from))
+					h.log.Printf("not cut over (the deploy was interrupted); still on %s", short(h.fromSrc))
 				}
 				return errors.Join(append(errs, fmt.Errorf("%w while %d host(s) were cutting over", ErrInterrupted, len(busy)))...)
 			}
@@ -1039,24 +1073,24 @@ func (d *deployment) cutover(h *hostDeploy) error {
 	t := timeouts{stop: d.opts.StopTimeout, start: d.opts.StartTimeout, check: d.opts.CheckTimeout, build: d.opts.BuildTimeout}
 	if d.action == ActionSwap {
 		begin := time.Now()
-		if err := sess.swap(h.auditHead(d, ActionSwap, h.from)); err != nil {
+		if err := sess.swap(h.auditHead(d, ActionSwap, h.from, h.fromSrc)); err != nil {
 			h.res.Outcome, h.res.Err = OutcomeFailed, &HostError{Host: name, Step: "swap", Err: err}
 			return h.res.Err
 		}
 		h.res.Outcome, h.res.Downtime = OutcomeOK, time.Since(begin)
 		return nil
 	}
-	head := h.auditHead(d, d.action, h.to)
+	head := h.auditHead(d, d.action, h.to, h.toSrc)
 	if d.opts.Stage.Overlap && d.opts.Stage.mode() == ModeRelease {
 		head.Cutover = "overlap"
 	}
-	r, err := sess.cutover(h.to, OutcomeOK, head, t, d.opts.CutoverTimeout, d.httpCheck(h, h.to))
+	r, err := sess.cutover(h.to, OutcomeOK, head, t, d.opts.CutoverTimeout, d.httpCheck(h, h.toSrc))
 	h.res.Stop, h.res.Reset, h.res.Build, h.res.Start, h.res.Downtime = r.stop, r.reset, r.build, r.start, r.downtime
 	if err != nil {
 		h.res.Outcome, h.res.Err = OutcomeFailed, &HostError{Host: name, Step: "cutover", Err: err}
 		return h.res.Err
 	}
-	step := r.failure(h.to, t)
+	step := r.failure(h.toSrc, t)
 	if step == nil {
 		h.res.Outcome = OutcomeOK
 		switch {
@@ -1078,18 +1112,18 @@ func (d *deployment) cutover(h *hostDeploy) error {
 	if !r.moved() || d.opts.NoRollback || h.from.IsZero() {
 		return h.res.Err
 	}
-	h.log.Printf("%v; rolling back to %s", step, d.describe(h.from))
-	rb, err := sess.cutover(h.from, OutcomeRolledBack, h.auditHead(d, d.action, h.from), t, d.opts.CutoverTimeout, d.httpCheck(h, h.from))
+	h.log.Printf("%v; rolling back to %s", step, d.describe(h.fromSrc))
+	rb, err := sess.cutover(h.from, OutcomeRolledBack, h.auditHead(d, d.action, h.from, h.fromSrc), t, d.opts.CutoverTimeout, d.httpCheck(h, h.fromSrc))
 	if err == nil {
-		err = rb.failure(h.from, t)
+		err = rb.failure(h.fromSrc, t)
 	}
 	if err != nil {
-		h.log.Printf("rollback to %s failed too: %v", short(h.from), err)
+		h.log.Printf("rollback to %s failed too: %v", short(h.fromSrc), err)
 		return h.res.Err
 	}
 	h.res.Outcome = OutcomeRolledBack
-	h.res.Err = &HostError{Host: name, Step: "cutover", Err: fmt.Errorf("%w; %w to %s", step, ErrRolledBack, d.describe(h.from))}
-	h.log.Printf("rolled back to %s", d.describe(h.from))
+	h.res.Err = &HostError{Host: name, Step: "cutover", Err: fmt.Errorf("%w; %w to %s", step, ErrRolledBack, d.describe(h.fromSrc))}
+	h.log.Printf("rolled back to %s", d.describe(h.fromSrc))
 	return h.res.Err
 }
 
@@ -1107,7 +1141,7 @@ func (d *deployment) summary() {
 			result = string(OutcomeFailed)
 		}
 		rows = append(rows, console.Row{
-			Host: h.res.Host, From: short(h.from), To: short(h.to),
+			Host: h.res.Host, From: short(h.fromSrc), To: short(h.toSrc),
 			Seed: h.res.Seed, Downtime: h.res.Downtime, Result: result,
 		})
 	}

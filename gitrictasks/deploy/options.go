@@ -117,6 +117,15 @@ type Stage struct {
 	// must answer 2xx within CheckTimeout after Start. gitric requests it
 	// itself, through the SSH connection: the host needs no HTTP client.
 	HTTPCheck string
+	// Subdir deploys one subdirectory of the repository (a monorepo's
+	// service) as the host's whole tree: the host gets a commit of
+	// gitric's own whose tree is that subdirectory, the same for the same
+	// source commit; a source commit that does not change the
+	// subdirectory is "already there". Everything gitric reports names the
+	// source commit.
+	Subdir string
+	// DirtyOnlyInSubdir limits the dirty check to Subdir.
+	DirtyOnlyInSubdir bool
 	// HTTPCheckVersion also requires the answer to contain the deployed
 	// commit's short hash, so that the new version, not the old one,
 	// answered.

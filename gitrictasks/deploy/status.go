@@ -25,6 +25,9 @@ type HostStatus struct {
 	Modified []string // git status lines of tracked files changed on the host
 	Locked   string   // lock owner, if locked
 	Foreign  bool     // Path holds a repository that gitric did not create
+	// Checkout is gitric's deploy commit of Head that the host runs
+	// (artifacts, a subdirectory); empty when the host runs Head itself.
+	Checkout string
 	Err      error
 }
 
@@ -111,10 +114,16 @@ func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.H
 		s.Err = err
 		return s
 	}
-	s.Head, s.Subject, s.When, s.Modified, s.Locked = hashString(st.head), st.subject, st.when, st.changed, lockHolder(st.locked)
+	s.Head, s.Subject, s.When, s.Modified, s.Locked = hashString(st.sourceOf()), st.subject, st.when, st.changed, lockHolder(st.locked)
+	if st.sourceOf() != st.head {
+		s.Checkout = hashString(st.head)
+		if c, ok := d.lookup(st.sourceOf()); ok {
+			s.Subject, s.When = c.Subject, c.When
+		}
+	}
 	s.Foreign = st.foreign
-	s.Current = !local.IsZero() && st.head == local
-	if e, ok := lastDeploy(st.audit); ok && e.To == st.head.String() {
+	s.Current = !local.IsZero() && st.sourceOf() == local
+	if e, ok := lastDeploy(st.audit); ok && e.checkout() == st.head.String() {
 		s.Deployed = &e
 	}
 	return s

@@ -338,3 +338,12 @@ func (r *Repo) Tracks(commit plumbing.Hash, path string) bool {
 	_, err = t.FindEntry(strings.Trim(path, "/"))
 	return err == nil
 }
+
+// TreeOf is a commit's tree.
+func (r *Repo) TreeOf(commit plumbing.Hash) (plumbing.Hash, error) {
+	c, err := r.git.CommitObject(commit)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("read commit %s: %w", commit, err)
+	}
+	return c.TreeHash, nil
+}

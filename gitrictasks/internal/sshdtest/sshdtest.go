@@ -490,7 +490,7 @@ func (s *Server) Dial(t testing.TB) *ssh.Client {
 	return c
 }
 
-// Run runs cmd through a fresh SSH connection and returns its combined
+// Run runs cmd through a fresh SSH connection and returns its standard
 // output; any error, including a non-zero exit status, fails the test.
 func (s *Server) Run(t testing.TB, cmd string) string {
 	t.Helper()
@@ -504,9 +504,13 @@ func (s *Server) Run(t testing.TB, cmd string) string {
 		t.Fatalf("sshdtest: new session on %s: %v", s.Addr, err)
 	}
 	defer sess.Close()
-	out, err := sess.CombinedOutput(cmd)
+	// Standard output only: a login shell's noise (root's .bashrc on a
+	// busy machine) goes to standard error.
+	var stderr bytes.Buffer
+	sess.Stderr = &stderr
+	out, err := sess.Output(cmd)
 	if err != nil {
-		t.Fatalf("sshdtest: running %q on %s: %v\n--- output ---\n%s", cmd, s.Addr, err, out)
+		t.Fatalf("sshdtest: running %q on %s: %v\n--- output ---\n%s%s", cmd, s.Addr, err, out, stderr.Bytes())
 	}
 	return string(out)
 }
