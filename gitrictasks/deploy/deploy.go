@@ -758,8 +758,8 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		// from git gc on the host, for rollbacks too.
 		targets = append(targets, refTarget{"refs/gitric/submodule/" + sub.Commit.String(), sub.Commit})
 	}
-	stats, err := sess.push(ctx, targets, st.head, func(w io.Writer, haves []plumbing.Hash) (int, int, error) {
-		ps, err := d.packs.write(ctx, w, haves)
+	stats, err := sess.push(ctx, targets, st.head, func(w io.Writer, haves []plumbing.Hash, estimate func(int64)) (int, int, error) {
+		ps, err := d.packs.write(ctx, w, haves, estimate)
 		return ps.Commits, ps.Objects, err
 	}, progress)
 	if err != nil {

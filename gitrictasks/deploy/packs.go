@@ -36,11 +36,11 @@ type packFile struct {
 }
 
 // write writes to w the pack for a host that has haves.
-func (p *packs) write(ctx context.Context, w io.Writer, haves []plumbing.Hash) (localrepo.PackStats, error) {
+func (p *packs) write(ctx context.Context, w io.Writer, haves []plumbing.Hash, estimate func(int64)) (localrepo.PackStats, error) {
 	if !p.share {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return localrepo.WritePacks(ctx, w, p.parts(haves))
+		return localrepo.WritePacksEstimated(ctx, w, p.parts(haves), func(_ int, n int64) { estimate(n) })
 	}
 	f := p.file(haves)
 	f.once.Do(func() {
@@ -52,6 +52,7 @@ func (p *packs) write(ctx context.Context, w io.Writer, haves []plumbing.Hash) (
 		return f.stats, f.err
 	}
 	// Each host reads the one descriptor at its own offsets.
+	estimate(f.size)
 	_, err := io.Copy(w, io.NewSectionReader(f.file, 0, f.size))
 	return f.stats, err
 }

@@ -329,8 +329,9 @@ func (s *session) wait() error {
 // step on the host by itself and releases its lock.
 func (s *session) abandon() { s.proc.kill() }
 
-// packFunc writes the pack for a push: what want needs beyond haves.
-type packFunc func(w io.Writer, haves []plumbing.Hash) (commits, objects int, err error)
+// packFunc writes the pack for a push: what want needs beyond haves. It
+// calls estimate with the pack's expected size before the first byte.
+type packFunc func(w io.Writer, haves []plumbing.Hash, estimate func(int64)) (commits, objects int, err error)
 
 // seedStats describes a push.
 type seedStats struct {
@@ -378,10 +379,11 @@ func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.H
 	}
 	start := cw.count()
 	err = p.Send(ctx, updates, func(w io.Writer) error {
-		stopMeter := s.meter(cw)
+		var total atomic.Int64
+		stopMeter := s.meter(cw, &total)
 		defer stopMeter()
 		var perr error
-		st.commits, st.objects, perr = pack(w, haves)
+		st.commits, st.objects, perr = pack(w, haves, total.Store)
 		return perr
 	}, progress)
 	st.bytes = cw.count() - start
@@ -544,20 +546,31 @@ func (s *session) watchProgress(cw *countingWriter) (stop func()) {
 	return func() { close(done) }
 }
 
-// meter prints the push's progress every two seconds while it lasts.
-func (s *session) meter(cw *countingWriter) (stop func()) {
+// meter shows the push's progress while it lasts: bytes sent, rate and the
+// expected total, redrawn every second on a terminal, a line every five
+// seconds elsewhere, nothing in JSON mode.
+func (s *session) meter(cw *countingWriter, total *atomic.Int64) (stop func()) {
 	done := make(chan struct{})
 	start, base := time.Now(), cw.count()
+	every := 5 * time.Second
+	if s.log.Live() {
+		every = time.Second
+	}
 	go func() {
-		t := time.NewTicker(2 * time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
+				s.log.Progress("")
 				return
 			case <-t.C:
 				n := cw.count() - base
-				s.log.Printf("seeding: %s sent, %s/s", byteSize(n), byteSize(int64(float64(n)/time.Since(start).Seconds())))
+				msg := fmt.Sprintf("seeding: %s", byteSize(n))
+				if all := total.Load(); all > 0 {
+					msg += fmt.Sprintf(" of ~%s (%d%%)", byteSize(all), min(100, n*100/all))
+				}
+				s.log.Progress(msg + fmt.Sprintf(", %s/s", byteSize(int64(float64(n)/time.Since(start).Seconds()))))
 			}
 		}
 	}()

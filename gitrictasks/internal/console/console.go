@@ -32,13 +32,19 @@ type Console struct {
 	json   bool
 	color  bool
 	colors map[string]string
+	// tty: progress lines are redrawn in place; progress is the line of
+	// each host with a transfer under way, drawn whether anything is.
+	tty      bool
+	progress map[string]string
+	order    []string
+	drawn    bool
 }
 
 var palette = []string{"\x1b[36m", "\x1b[35m", "\x1b[33m", "\x1b[34m", "\x1b[32m", "\x1b[96m", "\x1b[95m", "\x1b[93m"}
 
 // New writes to out. Prefixes are padded to the longest of names.
 func New(out io.Writer, opts Options, names ...string) *Console {
-	c := &Console{out: out, json: opts.JSON, colors: map[string]string{}}
+	c := &Console{out: out, json: opts.JSON, colors: map[string]string{}, tty: isTerminal(out) && !opts.JSON, progress: map[string]string{}}
 	if opts.Color != nil {
 		c.color = *opts.Color
 	} else {
@@ -99,7 +105,62 @@ func (c *Console) line(host, level, msg string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.drawn {
+		_, _ = io.WriteString(c.out, "\r\x1b[K")
+	}
 	_, _ = c.out.Write(b)
+	c.drawn = false
+	c.redraw()
+}
+
+// Progress shows how a host's long step goes ("seeding: 12 MiB of 40 MiB,
+// 3.1 MiB/s"); "" ends it. On a terminal it is one line for the whole
+// run, redrawn in place under the others; elsewhere a plain host line
+// each time (the caller calls it now and then); in JSON mode nothing.
+func (c *Console) Progress(host, msg string) {
+	switch {
+	case c.json:
+		return
+	case !c.tty:
+		if msg != "" {
+			c.line(host, "", msg)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.progress[host]; !ok && msg != "" {
+		c.order = append(c.order, host)
+	}
+	if msg == "" {
+		delete(c.progress, host)
+		for i, h := range c.order {
+			if h == host {
+				c.order = append(c.order[:i], c.order[i+1:]...)
+				break
+			}
+		}
+	} else {
+		c.progress[host] = msg
+	}
+	if c.drawn {
+		_, _ = io.WriteString(c.out, "\r\x1b[K")
+		c.drawn = false
+	}
+	c.redraw()
+}
+
+// redraw draws the progress line, if any; c.mu is held.
+func (c *Console) redraw() {
+	if !c.tty || len(c.order) == 0 {
+		return
+	}
+	parts := make([]string, 0, len(c.order))
+	for _, h := range c.order {
+		parts = append(parts, "["+h+"] "+c.progress[h])
+	}
+	_, _ = io.WriteString(c.out, strings.Join(parts, "  "))
+	c.drawn = true
 }
 
 // Host returns a writer whose every line is printed as "[name] line".
@@ -140,6 +201,12 @@ func (w *Writer) Write(p []byte) (int, error) {
 func (w *Writer) Printf(format string, args ...any) {
 	_, _ = w.Write([]byte(strings.TrimRight(fmt.Sprintf(format, args...), "\n") + "\n"))
 }
+
+// Progress shows how the host's long step goes; see Console.Progress.
+func (w *Writer) Progress(msg string) { w.c.Progress(w.host, msg) }
+
+// Live says whether progress is redrawn in place (a terminal).
+func (w *Writer) Live() bool { return w.c.tty }
 
 // Flush prints what is left of an unfinished line.
 func (w *Writer) Flush() {

@@ -78,6 +78,15 @@ type PackPart struct {
 // Commits listed in a part's shallow file are history boundaries: their
 // parents are not looked for.
 func WritePacks(ctx context.Context, w io.Writer, parts []PackPart) (PackStats, error) {
+	return WritePacksEstimated(ctx, w, parts, nil)
+}
+
+// WritePacksEstimated is WritePacks, and calls estimate, before the first
+// byte, with the number of objects and the pack's expected size: what the
+// objects take in the local store (a delta copied as it is stored is
+// counted at its size; an object sent whole where it is stored as a delta
+// is counted low).
+func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, estimate func(objects int, bytes int64)) (PackStats, error) {
 	for i, p := range parts {
 		if p.Repo == nil {
 			return PackStats{}, fmt.Errorf("pack part %d (want %s): no repository", i, p.Want)
@@ -118,6 +127,9 @@ func WritePacks(ctx context.Context, w io.Writer, parts []PackPart) (PackStats, 
 	}
 	if err := pw.locateAll(ctx); err != nil {
 		return PackStats{}, err
+	}
+	if estimate != nil {
+		estimate(len(pw.objs), pw.estimate())
 	}
 	if err := pw.encode(ctx, w); err != nil {
 		return PackStats{}, err

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"os"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -136,6 +137,25 @@ func (pw *packWriter) locateAll(ctx context.Context) error {
 		o.loc = loc
 	}
 	return nil
+}
+
+// estimate is what the located objects take in the local store.
+func (pw *packWriter) estimate() int64 {
+	total := int64(12 + 20) // header and checksum
+	for i := range pw.objs {
+		o := &pw.objs[i]
+		if p := o.loc.pack; p != nil {
+			if _, end, err := p.at(o.loc.off); err == nil {
+				total += end - o.loc.off
+			}
+			continue
+		}
+		rs := pw.repos[o.part]
+		if fi, err := os.Stat(rs.store.loosePath(o.loc.dir, o.hash)); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total
 }
 
 // encode streams the pack: header, every object, checksum.
