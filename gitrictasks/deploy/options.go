@@ -1,14 +1,3 @@
-// Package deploy is gitric's deploy flow over one or many hosts, usable
-// without mage: check the local repository, seed every host (push the
-// commit's objects; working copies and services untouched), then cut each
-// host over: stop the service, reset the working copy to the commit, start
-// the service.
-//
-// Every host is driven through one SSH connection and, for a deploy, one
-// session on it running a small POSIX sh script: it reports the host's
-// current commit, runs git receive-pack for the push, then waits for the
-// word to cut over. A host whose seed fails, or that would lose history, is
-// never cut over, and neither is any other host of the deploy.
 package deploy
 
 import (

@@ -57,9 +57,9 @@ const (
 	// HostKeyFromConfig leaves it to ssh_config (default: refuse).
 	HostKeyFromConfig HostKeyPolicy = ""
 	// HostKeyStrict refuses unknown keys.
-	HostKeyStrict HostKeyPolicy = HostKeyPolicy(remote.StrictYes)
+	HostKeyStrict HostKeyPolicy = "yes"
 	// HostKeyAcceptNew records unknown keys, and still refuses changed ones.
-	HostKeyAcceptNew HostKeyPolicy = HostKeyPolicy(remote.StrictAcceptNew)
+	HostKeyAcceptNew HostKeyPolicy = "accept-new"
 )
 
 func (s SSH) config() remote.Config {
