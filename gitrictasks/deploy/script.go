@@ -200,6 +200,9 @@ func (s *session) noScript(err error) error {
 	if errors.As(werr, &ee) && ee.Status == hostscript.ExitConsumed {
 		return fmt.Errorf("%w: the login shell read part of the script gitric sent on standard input (a login script such as ~/.bashrc that reads stdin?); nothing was changed", ErrNoShell)
 	}
+	if errors.As(werr, &ee) && ee.Status == hostscript.ExitNotBootstrapped {
+		return fmt.Errorf("%w: the login shell did not run gitric's command: another shell read the script gitric sent on standard input as its own input (a login script such as ~/.bashrc that execs a shell?); nothing was changed", ErrNoShell)
+	}
 	if out == "" {
 		out = "nothing"
 	}

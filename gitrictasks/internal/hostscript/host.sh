@@ -112,6 +112,8 @@ stale() {
 locked= mine=
 lock() {
 	info="pid=$$ boot=$(bootid) $LOCK"
+	# A lock that cannot be made is not someone else's lock.
+	[ -w "$G" ] || die path "cannot take the deploy lock in $G as $(me): the directory is not writable by that user; give it to that user (chown -R $(me) $P), or deploy as its owner"
 	waited=0
 	while :; do
 		# A directory is the lock of an older gitric (ln would link inside it).
@@ -204,11 +206,14 @@ now_ms() {
 # over FROM would overwrite or delete (a file TO adds, a directory where TO
 # has a file, a file where TO has a directory). Ignored files are not
 # listed: like git, gitric treats them as expendable.
-untracked() {
+untracked() { conflicts "$@" | head -n 50; }
+# conflicts DIR FROM TO: all of them. Paths as git writes them, without
+# quoting but for control characters, quotes and backslashes.
+conflicts() {
 	[ "$2" != none ] || return 0
 	{
-		git -C "$1" ls-files --others --exclude-standard 2>/dev/null | sed 's/^/U /'
-		git -C "$1" diff --name-only --no-renames --diff-filter=AT "$2" "$3" 2>/dev/null | sed 's/^/A /'
+		git -C "$1" -c core.quotepath=off ls-files --others --exclude-standard 2>/dev/null | sed 's/^/U /'
+		git -C "$1" -c core.quotepath=off diff --name-only --no-renames --diff-filter=AT "$2" "$3" 2>/dev/null | sed 's/^/A /'
 	} | awk '
 		/^U / { u[substr($0, 3)] = 1; next }
 		/^A / { a[substr($0, 3)] = 1 }
@@ -219,7 +224,7 @@ untracked() {
 					if (index(f, p "/") == 1 || index(p, f "/") == 1) print f
 				}
 			}
-		}' | sort -u | head -n 50
+		}' | sort -u
 }
 report_untracked() {
 	untracked "$@" | while IFS= read -r f; do say untracked "$f"; done
@@ -401,11 +406,15 @@ stop_service() {
 }
 
 # switch_tree DIR NEW: move a working copy; put it back if that fails.
+# What a failed checkout wrote of the files NEW adds goes first (the
+# untracked check let none be there before): on a full disk, that is
+# the room the way back needs.
 switch_tree() {
 	if checkout "$1" "$2"; then
 		say reset 0
 		return 0
 	fi
+	[ "$prev" = none ] || conflicts "$1" "$prev" "$2" | while IFS= read -r f; do rm -f -- "$1/$f"; done
 	if [ "$prev" != none ] && checkout "$1" "$prev"; then
 		printf 'gitric: could not check %s out; the working copy is back on %.7s\n' "$2" "$prev" >&2
 		say reset f
