@@ -286,6 +286,7 @@ type hostDeploy struct {
 	fromSrc, toSrc plumbing.Hash
 	release        string // the release prepared in phase one (release mode)
 	res            HostResult
+	pending        []pendingAudit // audit lines to write once receive-pack is done
 	// cutErr and cutDone are the cutover goroutine's; read after it ends.
 	cutErr  error
 	cutDone bool
@@ -655,9 +656,16 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	}
 	h.from, h.fromSrc = state.head, state.sourceOf()
 	h.to, h.toSrc = d.target, d.commit.Hash
+	// A deploy's script holding the lock runs git receive-pack next, which
+	// reads the session's input: an audit line sent now would be read as
+	// part of the push. Such lines wait for the end of receive-pack.
+	inPush := d.action == ActionDeploy && state.locked == ""
 	if state.tookOver != "" {
 		h.log.Printf("took over the lock of a deploy that is gone: %s", lockHolder(state.tookOver))
-		h.audit(d, OutcomeTookOver, "stale lock of "+lockHolder(state.tookOver))
+		h.pending = append(h.pending, pendingAudit{OutcomeTookOver, "stale lock of " + lockHolder(state.tookOver)})
+		if !inPush {
+			h.flushAudit(d)
+		}
 	}
 	if state.locked != "" {
 		h.res.Outcome = OutcomeRefused
@@ -666,10 +674,31 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	}
 	if len(state.changed) > 0 && !d.opts.DiscardEdits && d.action != ActionSwap {
 		h.res.Outcome = OutcomeRefused
+		if inPush {
+			// End receive-pack with no update before writing the audit.
+			if _, err := sess.push(ctx, nil, state.head, nil, nil); err != nil {
+				h.pending = nil
+			}
+		}
+		h.flushAudit(d)
 		h.audit(d, OutcomeRefused, "working copy edited on the host")
 		return &ServerEditsError{Host: name, Paths: state.changed, Hint: d.opts.Hints.DiscardEdits}
 	}
 	return nil
+}
+
+// pendingAudit is an audit line that waits for the end of receive-pack.
+type pendingAudit struct {
+	outcome Outcome
+	reason  string
+}
+
+// flushAudit writes the audit lines that waited for the end of the push.
+func (h *hostDeploy) flushAudit(d *deployment) {
+	for _, p := range h.pending {
+		h.audit(d, p.outcome, p.reason)
+	}
+	h.pending = nil
 }
 
 // lockHolder is the readable part of a lock's owner ("pid=N boot=B who ...").
@@ -710,6 +739,9 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	}
 	end := func() error { // no push: end receive-pack with no update
 		_, err := sess.push(ctx, nil, st.head, nil, nil)
+		if err == nil {
+			h.flushAudit(d)
+		}
 		return err
 	}
 	if st.head == d.target || (d.opts.Stage.Subdir != "" && d.opts.Stage.Artifacts == nil && !st.tree.IsZero() && st.tree == d.targetTree) {
@@ -765,6 +797,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	if err != nil {
 		return &HostError{Host: name, Step: "seed", Err: err}
 	}
+	h.flushAudit(d)
 	h.res.Seed, h.res.Objects, h.res.Bytes = time.Since(start), stats.objects, stats.bytes
 	if stats.objects == 0 {
 		h.log.Printf("seeded: the host has every object already (it is on %s)", short(st.head))
@@ -794,13 +827,13 @@ func (d *deployment) prepareRelease(h *hostDeploy, reuse bool) error {
 	rel, built, err := h.session().prepare(h.to, reuse, d.opts.BuildTimeout)
 	switch {
 	case errors.Is(err, errPrepare) && built == "t":
-		err = fmt.Errorf("%w: the build did not finish within %s and was killed; the release was removed", ErrCommandTimeout, d.opts.BuildTimeout)
+		err = fmt.Errorf("%w: the build did not finish within %s and was killed; the release was removed and the service was not stopped", ErrCommandTimeout, d.opts.BuildTimeout)
 	case errors.Is(err, errPrepare) && built != "-" && built != "0":
-		err = fmt.Errorf("the build failed (exit status %s); see its last lines above; the release was removed", built)
+		err = fmt.Errorf("the build failed (exit status %s); see its last lines above; the release was removed and the service was not stopped", built)
 	case errors.Is(err, errPrepare) && reuse:
 		err = fmt.Errorf("%w: the release of %s is not on the host any more (pruned: Keep is %d)", ErrNoPrevious, short(h.toSrc), d.opts.Stage.Keep)
 	case errors.Is(err, errPrepare):
-		err = fmt.Errorf("could not check %s out into a new release (see the host's message above)", short(h.toSrc))
+		err = fmt.Errorf("could not check %s out into a new release (see the host's message above: a full disk?); the service was not stopped", short(h.toSrc))
 	}
 	if err != nil {
 		return &HostError{Host: h.addr.Name(), Step: "build", Err: err}

@@ -246,6 +246,9 @@ func (s *session) noScript(err error) error {
 	if errors.As(werr, &ee) && ee.Status == hostscript.ExitConsumed {
 		return fmt.Errorf("%w: the login shell read part of the script gitric sent on standard input (a login script such as ~/.bashrc that reads stdin?); nothing was changed", ErrNoShell)
 	}
+	if errors.As(werr, &ee) && ee.Status == hostscript.ExitNotBootstrapped {
+		return fmt.Errorf("%w: the login shell did not run gitric's command: another shell read the script gitric sent on standard input as its own input (a login script such as ~/.bashrc that execs a shell?); nothing was changed", ErrNoShell)
+	}
 	if out == "" {
 		out = "nothing"
 	}
@@ -455,14 +458,22 @@ func (s *session) prepare(want plumbing.Hash, reuse bool, build time.Duration) (
 		if err := s.send(hostscript.CmdPrepare, want.String(), how); err != nil {
 			return err
 		}
-		var err error
-		if built, err = s.expect(hostscript.WordBuilt); err != nil {
-			return err
-		}
-		arg, err := s.expect(hostscript.WordPrepared)
+		// "built" comes first, unless the checkout failed before any build.
+		l, err := s.next(`"built" or "prepared"`)
 		if err != nil {
 			return err
 		}
+		built = "-"
+		if l.Word == hostscript.WordBuilt {
+			built = l.Arg
+			if l, err = s.next(`"prepared"`); err != nil {
+				return err
+			}
+		}
+		if l.Word != hostscript.WordPrepared {
+			return &hostscript.ProtocolError{Want: `"prepared"`, Got: []byte(l.Word)}
+		}
+		arg := l.Arg
 		status, rel, _ := strings.Cut(arg, " ")
 		if status != "0" {
 			return errPrepare

@@ -140,6 +140,8 @@ stale() {
 locked= mine=
 lock() {
 	info="pid=$$ boot=$(bootid) $LOCK"
+	# A lock that cannot be made is not someone else's lock.
+	[ -w "$G" ] || die path "cannot take the deploy lock in $G as $(me): the directory is not writable by that user; give it to that user (chown -R $(me) $P), or deploy as its owner"
 	waited=0
 	while :; do
 		# A directory is the lock of an older gitric (ln would link inside it).
@@ -238,7 +240,9 @@ say ready
 # audit RESULT REASON [MS]: one line in the host's own audit log, written
 # here at the moment it happens, so the log holds even if gitric is gone.
 audit() {
-	printf '%s,"time":"%s","result":"%s","reason":"%s","downtime_ms":%s}\n' "$AUD" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "${3:-0}" >>"$G/audit.log" 2>/dev/null || true
+	sep=,
+	[ "$AUD" != "{" ] || sep=
+	printf '%s%s"time":"%s","result":"%s","reason":"%s","downtime_ms":%s}\n' "$AUD" "$sep" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "${3:-0}" >>"$G/audit.log" 2>/dev/null || true
 }
 now_ms() {
 	t=$(date +%s%N 2>/dev/null)
@@ -249,11 +253,14 @@ now_ms() {
 # over FROM would overwrite or delete (a file TO adds, a directory where TO
 # has a file, a file where TO has a directory). Ignored files are not
 # listed: like git, gitric treats them as expendable.
-untracked() {
+untracked() { conflicts "$@" | head -n 50; }
+# conflicts DIR FROM TO: all of them. Paths as git writes them, without
+# quoting but for control characters, quotes and backslashes.
+conflicts() {
 	[ "$2" != none ] || return 0
 	{
-		git -C "$1" ls-files --others --exclude-standard 2>/dev/null | sed 's/^/U /'
-		git -C "$1" diff --name-only --no-renames --diff-filter=AT "$2" "$3" 2>/dev/null | sed 's/^/A /'
+		git -C "$1" -c core.quotepath=off ls-files --others --exclude-standard 2>/dev/null | sed 's/^/U /'
+		git -C "$1" -c core.quotepath=off diff --name-only --no-renames --diff-filter=AT "$2" "$3" 2>/dev/null | sed 's/^/A /'
 	} | awk '
 		/^U / { u[substr($0, 3)] = 1; next }
 		/^A / { a[substr($0, 3)] = 1 }
@@ -264,7 +271,7 @@ untracked() {
 					if (index(f, p "/") == 1 || index(p, f "/") == 1) print f
 				}
 			}
-		}' | sort -u | head -n 50
+		}' | sort -u
 }
 report_untracked() {
 	untracked "$@" | while IFS= read -r f; do say untracked "$f"; done
@@ -461,11 +468,15 @@ stop_service() {
 }
 
 # switch_tree DIR NEW: move a working copy; put it back if that fails.
+# What a failed checkout wrote of the files NEW adds goes first (the
+# untracked check let none be there before): on a full disk, that is
+# the room the way back needs.
 switch_tree() {
 	if checkout "$1" "$2" && link_shared "$1"; then
 		say reset 0
 		return 0
 	fi
+	[ "$prev" = none ] || conflicts "$1" "$prev" "$2" | while IFS= read -r f; do rm -f -- "$1/$f"; done
 	if [ "$prev" != none ] && checkout "$1" "$prev" && link_shared "$1"; then
 		printf 'gitric: could not check %s out; the working copy is back on %.7s\n' "$2" "$prev" >&2
 		say reset f
@@ -596,6 +607,7 @@ prepare_release() {
 		return 0
 	fi
 	discard_release "$rel"
+	audit failed "the release of $short could not be checked out or built; the service was not stopped"
 	say prepared 1
 	return 1
 }

@@ -110,14 +110,16 @@ const (
 // every host (but for the sudo user, a validated name): it is valid in
 // every common login shell, holds no value of the deploy, and starts
 // /bin/sh on the script that follows on standard input. The script is
-// read whole (sed stops at its last line; gitric sends nothing more until
-// the script speaks) and run only if its first line arrived intact: a
-// login script that ate part of standard input is caught here.
+// read whole, up to its last line and not a byte further, with the
+// shell's read, which reads a pipe byte by byte: no tool is trusted to
+// stop there (GNU sed reads ahead in blocks; busybox sed waits for the
+// line after the one it quits on, which comes only once the script has
+// spoken). It runs only if its first line arrived intact: a login script
+// that ate part of standard input is caught here. The script itself
+// checks that this command, not a shell a login script exec'd, runs it.
 func Command(sudo string) string {
-	run := shell.Quote(`if command -v sed >/dev/null 2>&1; then s=$(sed /^` + endMarker + `/q); else ` +
-		// No sed on the PATH: read with builtins (slower: byte by byte).
-		`n=$(printf "\nx"); n=${n%x}; s=; while IFS= read -r l; do s=$s$l$n; [ "$l" = "` + endMarker + `" ] && break; done; fi; ` +
-		`case $s in "` + beginMarker + `"*) eval "$s" ;; *) echo "gitric: the login shell consumed part of the script sent on standard input (does a login script read it?)" >&2; exit 97 ;; esac`)
+	run := shell.Quote(`n=$(printf "\nx"); n=${n%x}; s=; while IFS= read -r l; do s=$s$l$n; [ "$l" = "` + endMarker + `" ] && break; done; ` +
+		`case $s in "` + beginMarker + `"*) ` + bootVar + `=1; eval "$s" ;; *) echo "gitric: the login shell consumed part of the script sent on standard input (does a login script read it?)" >&2; exit 97 ;; esac`)
 	if sudo != "" {
 		// -n: fail rather than ask for a password; -H: the user's home.
 		return "exec sudo -n -H -u " + sudo + " -- /bin/sh -c " + run
@@ -128,6 +130,14 @@ func Command(sudo string) string {
 // ExitConsumed is the bootstrap's exit status when the script arrived
 // without its first line.
 const ExitConsumed = 97
+
+// ExitNotBootstrapped is the script's exit status when a shell ran it
+// without the bootstrap: a login script exec'd a shell, which read the
+// script from standard input as its own commands.
+const ExitNotBootstrapped = 98
+
+// bootVar is set by the bootstrap (not exported) for the script it runs.
+const bootVar = "GITRIC_BOOTSTRAP"
 
 // Script is what the session's standard input starts with: the values,
 // then the script, between the markers.
@@ -199,6 +209,8 @@ func (v Vars) Script(token string) string {
 		}
 	}
 	b.WriteString(" esac; }\n")
+	// Before anything else: is this the bootstrap's /bin/sh?
+	b.WriteString(`[ "${` + bootVar + `:-}" = 1 ] || { echo "gitric: a shell other than gitric's command read the script from standard input (does a login script exec a shell?)" >&2; exit ` + strconv.Itoa(ExitNotBootstrapped) + "; }\n")
 	// svcenv exports the environment of every command gitric runs.
 	b.WriteString("svcenv() { :")
 	keys := make([]string, 0, len(v.Env))

@@ -19,11 +19,14 @@ type Repo struct {
 }
 
 // Env is the environment every git command of this package runs with:
-// fixed identities and dates, and no user or system configuration.
+// fixed identities and dates, and no user or system configuration. Any
+// repository may be read, also one that belongs to another user (a test
+// host's, made by a throwaway login user).
 func Env() []string {
 	return append(os.Environ(),
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=*",
 		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
 		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com",
 	)

@@ -685,6 +685,7 @@ MaxSessions 100
 			b.WriteString(l + "\n")
 		}
 	}
+	b.WriteString("# Throwaway users (Server.AddUser) have keys of their own:\nMatch User " + userPrefix + "*\n  AuthorizedKeysFile .ssh/authorized_keys\n")
 	return b.String()
 }
 
