@@ -79,7 +79,9 @@ type Stage struct {
 	Shared []string
 	// Env is exported to every command gitric runs on a host (Build, Once,
 	// Stop, Start, Check); HostEnv overrides it per host (keyed by the host
-	// as Hosts lists it).
+	// as Hosts lists it). GITRIC_COMMIT is set too: the full hash of the
+	// commit the step puts in place (for a rollback, the commit rolled
+	// back to).
 	Env     map[string]string
 	HostEnv map[string]map[string]string
 	// Secrets name local environment variables (from the CI's secret

@@ -39,7 +39,9 @@ func readSecrets(names []string) (map[string]string, error) {
 }
 
 // hostEnv is what every command on the host gets: the stage's Env, the
-// host's own, the secrets.
+// host's own, the secrets. (The host script sets GITRIC_COMMIT for each
+// step: the commit that step puts in place, which for an automatic
+// rollback is the old one, not d.commit.)
 func (d *deployment) hostEnv(host string) map[string]string {
 	env := map[string]string{}
 	for k, v := range d.opts.Stage.Env {
@@ -50,9 +52,6 @@ func (d *deployment) hostEnv(host string) map[string]string {
 	}
 	for k, v := range d.secrets {
 		env[k] = v
-	}
-	if !d.commit.Hash.IsZero() {
-		env["GITRIC_COMMIT"] = d.commit.Hash.String()
 	}
 	return env
 }

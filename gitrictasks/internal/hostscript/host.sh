@@ -117,6 +117,8 @@ if [ ! -d "$G" ]; then
 		for f in * .[!.]* ..?*; do
 			[ -e "$f" ] || [ -L "$f" ] || continue
 			[ "$f" = "$GD" ] && continue
+			# The shared files a stage asks for exist before its first deploy.
+			[ "$f" = shared ] && [ "$MODE" != inplace ] && continue
 			die notempty "the repository path $P is not empty and is not a gitric $MODE root; gitric will not take it over: empty it or choose another path"
 		done
 	fi
@@ -194,7 +196,7 @@ if [ -z "$locked" ] && [ -n "$writes" ] && [ ! -f "$R/HEAD" ]; then
 	*) git -c init.defaultBranch=main init -q --bare "$R" >&2 || die init "git init failed in $R" ;;
 	esac
 fi
-[ -z "$writes" ] || [ -n "$locked" ] || mkdir -p "$G/log" 2>/dev/null || die path "cannot write in $G as $(me)"
+[ -z "$writes" ] || [ -n "$locked" ] || { mkdir -p "$G/log" && chmod 700 "$G/log"; } 2>/dev/null || die path "cannot write in $G as $(me)"
 
 if [ "$ACTION" = status ] || [ "$ACTION" = plan ]; then
 	[ -L "$G/lock" ] || [ -e "$G/lock" ] && say locked "$(lockowner)"
@@ -323,8 +325,11 @@ runcmd() {
 	# A build says little unless it fails: then its last lines.
 	case $1 in
 	build | once) [ "$st" -eq 0 ] || tail -n 40 "$out" >&2 2>/dev/null ;;
+	check) ;; # check shows its last attempt's, then removes it
 	*) cat "$out" >&2 2>/dev/null ;;
 	esac
+	# What a command printed may hold a secret: it is not kept.
+	[ "$1" = check ] || rm -f "$out"
 	if [ -f "$out.timeout" ]; then
 		rm -f "$out.timeout"
 		printf 'gitric: the %s command did not finish within %ss and was killed\n' "$1" "$3" >&2
@@ -383,11 +388,12 @@ check() {
 			[ "$left" -ge 1 ] || left=1
 			runcmd check "$CHECK" "$left" "$2" "${3:-}" 2>/dev/null
 			r=$?
-			[ "$r" -ne 0 ] || { c=0; break; }
+			[ "$r" -ne 0 ] || { c=0; rm -f "$G/log/check.out"; break; }
 			if [ "$(date +%s)" -ge "$end" ]; then
 				c=1
 				[ "$r" -ne 124 ] || c=t
 				cat "$G/log/check.out" >&2 2>/dev/null
+				rm -f "$G/log/check.out"
 				printf 'gitric: the health check did not pass within %ss\n' "$CHECKWAIT" >&2
 				break
 			fi
@@ -581,7 +587,7 @@ prepare_release() {
 	rel=
 	for d in releases/*-"$short"; do
 		[ -d "$d" ] || continue
-		if [ "$(headof "$d")" = "$1" ] && complete "$d" && [ -z "$(git -C "$d" status --porcelain 2>/dev/null)" ]; then
+		if [ "$(headof "$d")" = "$1" ] && complete "$d" && [ -z "$(git -C "$d" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 			rel=$d
 		elif [ "$(readlink current 2>/dev/null)" != "$d" ]; then
 			git --git-dir="$R" worktree remove --force "$P/$d" >/dev/null 2>&1 || rm -rf "$d"
@@ -792,6 +798,9 @@ while IFS= read -r line; do
 		# Phase one of release mode: the release, built, before any stop.
 		[ -z "$locked" ] || die proto "prepare without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		# The commit this step puts in place (a rollback's: the old one).
+		GITRIC_COMMIT=$arg
+		export GITRIC_COMMIT
 		trap : HUP INT TERM
 		prepare_release "$arg" "$okword"
 		trap 'exit 1' HUP INT TERM
@@ -805,6 +814,9 @@ while IFS= read -r line; do
 	once)
 		[ -z "$locked" ] || die proto "once without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		# The commit this step puts in place (a rollback's: the old one).
+		GITRIC_COMMIT=$arg
+		export GITRIC_COMMIT
 		trap : HUP INT TERM
 		run_once "$arg"
 		trap 'exit 1' HUP INT TERM
@@ -812,6 +824,9 @@ while IFS= read -r line; do
 	cutover)
 		[ -z "$locked" ] || die proto "cutover without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
+		# The commit this step puts in place (a rollback's: the old one).
+		GITRIC_COMMIT=$arg
+		export GITRIC_COMMIT
 		AUD=$rest
 		# A signal now must not leave the service down: finish the step.
 		trap : HUP INT TERM
