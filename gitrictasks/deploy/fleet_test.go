@@ -98,7 +98,8 @@ func (f *fleet) audit(t *testing.T, i int) []deploy.AuditEntry {
 func (f *fleet) unlocked(t *testing.T) {
 	t.Helper()
 	for i := range f.hosts {
-		if _, err := os.Stat(filepath.Join(f.target(i), ".git", "gitric", "lock")); err == nil {
+		// Lstat: the lock is a symlink to nothing.
+		if _, err := os.Lstat(filepath.Join(f.target(i), ".git", "gitric", "lock")); err == nil {
 			t.Errorf("host %d is still locked", i)
 		}
 	}

@@ -252,7 +252,9 @@ func waitDead(t *testing.T, pid int) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Errorf("process %d, started by the timed out command, still runs", pid)
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	t.Errorf("process %d, started by the timed out command, still runs: %q %q", pid, stat, cmd)
 }
 
 func zombie(pid int) bool {
@@ -510,6 +512,45 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
+// Item 4: a first deploy that does not fit on the disk (in blue/green,
+// the second working copy) leaves nothing half-made in the way: once
+// there is room, the deploy goes through.
+func TestDiskFullFirstDeploy(t *testing.T) {
+	t.Parallel()
+	sshdtest.RequireRoot(t, "a full disk")
+	l := newLab(t, sshdtest.Options{FastShell: true})
+	for _, mode := range []deploy.Mode{deploy.ModeInPlace, deploy.ModeRelease, deploy.ModeBlueGreen} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			disk := mountTmpfs(t, 1<<20)
+			e := newEnv(t, l.login(t, nil), mode)
+			e.setPath(filepath.Join(disk, "app"))
+			size := 3 << 20
+			if mode == deploy.ModeBlueGreen {
+				size = 600 << 10 // room for one working copy, not two
+			}
+			v2 := e.src.Commit(t, "big", map[string]string{"big.txt": strings.Repeat("b", size)})
+			_, err := e.run(e.options())
+			t.Logf("first deploy onto a small disk: %v", err)
+			if err == nil {
+				t.Fatal("the first deploy onto a full disk succeeded")
+			}
+			for _, link := range []string{"live", "next", "current"} {
+				if _, err := os.Lstat(filepath.Join(e.dir, link)); err == nil {
+					t.Errorf("%s exists after a failed first deploy", link)
+				}
+			}
+			if out, err := exec.Command("mount", "-o", "remount,size=16m", disk).CombinedOutput(); err != nil {
+				t.Fatalf("remount: %v: %s", err, out)
+			}
+			if _, err := e.run(e.options()); err != nil {
+				t.Fatalf("deploy once there is room: %v", err)
+			}
+			e.expect(t, host{head: v2, audit: deploy.OutcomeOK})
+		})
+	}
+}
+
 // Item 4: a release directory that a crash left without its completion
 // marker is removed, never reused.
 func TestHalfWrittenRelease(t *testing.T) {
@@ -642,7 +683,7 @@ func TestFirstDeploysAtOnce(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, l.login(t, nil), mode)
 			opts := e.options()
-			opts.Stage.Start = "sleep 1"
+			opts.Stage.Start = e.gate()
 			errs := parallelDeploys(e, opts, 3)
 			oneWins(t, errs)
 			e.expect(t, host{head: e.v1, files: map[string]string{"index.html": "v1\n"}})
@@ -680,7 +721,9 @@ func TestForeignRepository(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := repotest.Snapshot(t, e.dir)
-			rep, err := deploy.Status(context.Background(), e.options())
+			ctx, cancel := context.WithTimeout(context.Background(), deployBound)
+			defer cancel()
+			rep, err := deploy.Status(ctx, e.options())
 			if err != nil || len(rep.Hosts) != 1 || !rep.Hosts[0].Foreign {
 				t.Errorf("status of a foreign repository: %+v %v", rep, err)
 			}

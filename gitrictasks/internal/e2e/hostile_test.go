@@ -324,6 +324,32 @@ func (e *env) scriptPID(t *testing.T) int {
 	return 0
 }
 
+// waitChild waits up to 20s for a child process of pid whose command
+// line holds word (the host script's git receive-pack).
+func waitChild(t *testing.T, pid int, word string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...
+			_, rest, _ := strings.Cut(string(b), ") ")
+			if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+				if strings.Contains(string(cmd), word) {
+					return
+				}
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("process %d started no %q", pid, word)
+}
+
 // waitFile waits up to 20s for a file to exist.
 func waitFile(t *testing.T, p string) {
 	t.Helper()
@@ -630,6 +656,53 @@ func hostileCases() []hostileCase {
 			e.expect(t, host{head: v2, files: map[string]string{"index.html": "v2\n"}, audit: deploy.OutcomeOK})
 		}},
 
+		{name: "path/home-itself", user: true, test: func(t *testing.T, e *env) {
+			e.setPath("~")
+			_, err := e.run(e.options())
+			wantScript(t, err, "notempty")
+			if _, err := os.Stat(filepath.Join(e.home, ".git")); err == nil {
+				t.Errorf("the refused deploy made a repository of the home directory")
+			}
+			if _, err := os.Stat(filepath.Join(e.home, ".ssh", "authorized_keys")); err != nil {
+				t.Errorf("the home directory lost its files: %v", err)
+			}
+		}},
+		{name: "path/dots-and-trailing-slash", user: true, test: func(t *testing.T, e *env) {
+			e.setPath("./deploy/../app/")
+			twoDeploys(t, e)
+			if _, err := os.Stat(filepath.Join(e.home, "app", ".git", "gitric")); err != nil {
+				t.Errorf("the deploy is not in ~/app: %v", err)
+			}
+		}},
+		{name: "path/non-empty-dir-with-takeover", test: func(t *testing.T, e *env) {
+			// TakeOver is for repositories: a directory of other files
+			// is still refused.
+			writeFile(t, mkdir(t, e.dir), "notes.txt", "mine\n")
+			opts := e.options()
+			opts.TakeOver = true
+			_, err := e.run(opts)
+			wantScript(t, err, "notempty")
+			e.expect(t, host{files: map[string]string{"notes.txt": "mine\n"}, noAudit: true})
+		}},
+		{name: "sudo/to-a-nologin-account", test: func(t *testing.T, e *env) {
+			// The login user is root; files belong to the service user,
+			// whose shell is nologin (sudo runs /bin/sh, not that shell).
+			u := e.lab.srv.AddUser(t, "/usr/sbin/nologin", nil)
+			opts := e.options()
+			opts.Stage.Sudo = u.Name
+			opts.Stage.Path = "app"
+			e.login = &login{lab: e.lab, user: u, name: u.Name, home: u.Home, config: e.config}
+			e.setPath("app")
+			if _, err := e.run(opts); err != nil {
+				t.Fatalf("deploy with Sudo: %v", err)
+			}
+			e.expect(t, host{head: e.v1, files: map[string]string{"index.html": "v1\n"}, audit: deploy.OutcomeOK})
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(e.dir, "index.html"), &st); err != nil || int(st.Uid) != u.UID {
+				t.Errorf("index.html belongs to uid %d, want the sudo user's %d (%v)", st.Uid, u.UID, err)
+			}
+		}},
+
 		// ---- host lists ----
 		{name: "hosts/same-host-twice", test: func(t *testing.T, e *env) {
 			opts := e.options()
@@ -865,6 +938,30 @@ func hostileCases() []hostileCase {
 			e.expect(t, host{head: e.src.Head(t), files: map[string]string{"index.html": "v1 amended\n"}, audit: deploy.OutcomeOK})
 		}},
 
+		{name: "host/dot-git-is-a-file", test: func(t *testing.T, e *env) {
+			// A linked worktree of some other repository.
+			writeFile(t, mkdir(t, e.dir), ".git", "gitdir: /somewhere/else/.git/worktrees/app\n")
+			_, err := e.run(e.options())
+			wantScript(t, err, "path")
+			if b, _ := os.ReadFile(filepath.Join(e.dir, ".git")); !strings.HasPrefix(string(b), "gitdir: /somewhere") {
+				t.Errorf("the .git file is now %q", b)
+			}
+		}},
+		{name: "host/moved-by-hand-then-rollback", test: func(t *testing.T, e *env) {
+			e.deploy(t)
+			v2 := e.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+			e.deploy(t)
+			v3 := e.src.Commit(t, "v3", map[string]string{"index.html": "v3\n"})
+			e.src.Git(t, "push", "-q", e.gitDir(), v3+":refs/heads/by-hand")
+			e.hostGit(t, "reset", "-q", "--hard", v3) // outside gitric
+			_, err := deployRollback(e, e.options())
+			wantIs(t, err, deploy.ErrAuditMismatch)
+			e.expect(t, host{head: v3, files: map[string]string{"index.html": "v3\n"}, audit: deploy.OutcomeOK})
+			if l := e.audit(t); l[len(l)-1].To != v2 {
+				t.Errorf("the refused rollback wrote to the audit log: %+v", l[len(l)-1])
+			}
+		}},
+
 		// ---- odd file names in the commit ----
 		{name: "files/newline", test: oddNames("line\nbreak.txt", "trailing newline\n")},
 		{name: "files/tab-and-quotes", test: oddNames("tab\there \"q\" 'q'.txt")},
@@ -960,7 +1057,7 @@ func hostileCases() []hostileCase {
 		// ---- concurrency ----
 		{name: "concurrent/two-deploys", test: func(t *testing.T, e *env) {
 			opts := e.options()
-			opts.Stage.Stop = "sleep 2"
+			opts.Stage.Stop = e.gate()
 			e.deploy(t)
 			v2 := e.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
 			errs := parallelDeploys(e, opts, 2)
@@ -972,7 +1069,7 @@ func hostileCases() []hostileCase {
 		}},
 		{name: "concurrent/two-first-deploys", test: func(t *testing.T, e *env) {
 			opts := e.options()
-			opts.Stage.Start = "sleep 2"
+			opts.Stage.Start = e.gate()
 			errs := parallelDeploys(e, opts, 2)
 			oneWins(t, errs)
 			e.expect(t, host{head: e.v1, files: map[string]string{"index.html": "v1\n"}})
@@ -981,14 +1078,15 @@ func hostileCases() []hostileCase {
 		// ---- killed processes ----
 		{name: "killed/script-during-seed", test: func(t *testing.T, e *env) {
 			e.deploy(t)
-			e.src.Commit(t, "big", map[string]string{"big.txt": randomText(t, 6<<20)})
+			e.src.Commit(t, "big", map[string]string{"big.txt": randomText(t, 4<<20)})
 			errc := make(chan error, 1)
 			go func() { _, err := e.run(e.options()); errc <- err }()
 			pid := e.scriptPID(t)
+			waitChild(t, pid, "receive-pack")
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			err := <-errc
 			t.Logf("killed in the seed: %v", err)
-			if he := (*deploy.HostError)(nil); !errors.As(err, &he) || (he.Step != "seed" && he.Step != "prepare") {
+			if he := (*deploy.HostError)(nil); !errors.As(err, &he) || he.Step != "seed" {
 				t.Fatalf("deploy whose host script was killed = %v, want a failure in the seed", err)
 			}
 			e.expect(t, host{head: e.v1, files: map[string]string{"big.txt": "<none>"}, audit: deploy.OutcomeOK, locked: true})
@@ -1096,9 +1194,19 @@ func hasResult(log []deploy.AuditEntry, result deploy.Outcome, reason string) bo
 	return false
 }
 
-// parallelDeploys runs n deploys of opts at once.
+// gate is a shell command that waits (up to 20s) for the gate file of
+// the env: a service command that holds its deploy, and so its lock,
+// until parallelDeploys opens the gate.
+func (e *env) gate() string {
+	return fmt.Sprintf("i=0; while [ ! -e '%s/gate' ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done", e.scratch)
+}
+
+// parallelDeploys runs n deploys of opts at once; opts' stop or start
+// command should wait for e.gate(), which opens once n-1 of them have
+// returned: the one holding the lock cannot end before the others tried.
 func parallelDeploys(e *env, opts deploy.Options, n int) []error {
 	errs := make([]error, n)
+	returned := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for i := range errs {
 		wg.Add(1)
@@ -1107,8 +1215,13 @@ func parallelDeploys(e *env, opts deploy.Options, n int) []error {
 			o := opts
 			o.Who = fmt.Sprintf("deployer%d@ci", i)
 			_, errs[i] = e.run(o)
+			returned <- struct{}{}
 		}()
 	}
+	for range n - 1 {
+		<-returned
+	}
+	_ = os.WriteFile(filepath.Join(e.scratch, "gate"), nil, 0o644)
 	wg.Wait()
 	return errs
 }

@@ -279,19 +279,39 @@ report_untracked() {
 	untracked "$@" | while IFS= read -r f; do say untracked "$f"; done
 }
 
-# killtree PID: TERM, then KILL, for PID and every process under it.
-killtree() {
-	pids=$(ps -A -o pid= -o ppid= 2>/dev/null | awk -v r="$1" '
+# tree PID: PID and every process under it.
+tree() {
+	ps -A -o pid= -o ppid= 2>/dev/null | awk -v r="$1" '
 		{ parent[$1] = $2 }
 		END {
 			n = 1; l[1] = r
 			for (i = 1; i <= n; i++) for (c in parent) if (parent[c] == l[i]) l[++n] = c
 			for (i = 1; i <= n; i++) printf "%s ", l[i]
-		}')
-	[ -n "$pids" ] || pids=$1
-	kill -TERM $pids 2>/dev/null
+		}'
+}
+# killtree PID: TERM, then KILL, for PID and every process under it. The
+# tree is stopped first, listing after listing, so that it cannot grow
+# between the listing and the kill (a child forked meanwhile shows in the
+# next listing, and a stopped process forks nothing).
+killtree() {
+	all=
+	for round in 1 2 3 4 5 6 7 8; do
+		new=
+		for p in $(tree "$1"); do
+			case " $all " in *" $p "*) ;; *) new="$new $p" ;; esac
+		done
+		[ -n "$new" ] || break
+		kill -STOP $new 2>/dev/null
+		all="$all$new"
+	done
+	[ -n "$all" ] || all=$1
+	# Children first, PID last: its end is what runcmd waits for.
+	rev=
+	for p in $all; do rev="$p $rev"; done
+	kill -TERM $rev 2>/dev/null
+	kill -CONT $rev 2>/dev/null
 	sleep 1
-	kill -KILL $pids 2>/dev/null
+	kill -KILL $rev 2>/dev/null
 }
 
 # runcmd NAME CMD SECS DIR [COLOR]: a service command in DIR with its own
@@ -321,7 +341,13 @@ runcmd() {
 		st=$?
 		kill -0 "$pid" 2>/dev/null || break
 	done
-	kill "$wd" 2>/dev/null
+	# A watchdog that is killing the tree finishes (its TERM, CONT and
+	# KILL reach every process); an idle one is ended.
+	if [ -f "$out.timeout" ]; then
+		while kill -0 "$wd" 2>/dev/null; do wait "$wd"; done
+	else
+		kill "$wd" 2>/dev/null
+	fi
 	# A build says little unless it fails: then its last lines.
 	case $1 in
 	build | once) [ "$st" -eq 0 ] || tail -n 40 "$out" >&2 2>/dev/null ;;
@@ -700,14 +726,27 @@ overlap_release() {
 }
 
 # colors BLUE GREEN: make the blue/green working copies (first deploy).
+# dropcolors: remove the blue and green working copies (none is live).
+dropcolors() {
+	for c in blue green; do
+		[ -e "$c" ] || [ -L "$c" ] || continue
+		git --git-dir="$R" worktree remove --force "$P/$c" >/dev/null 2>&1 || rm -rf "$c"
+	done
+	git --git-dir="$R" worktree prune 2>/dev/null
+}
+
 cutover_bluegreen() {
 	t0=$(now_ms)
 	first=
 	if [ ! -L next ]; then
 		first=1
 		# First deploy: both colours start on this commit; blue is live.
+		# Without live and next, blue and green are what an earlier first
+		# deploy that failed (or crashed) left: nothing serves from them.
+		[ -L live ] || dropcolors
 		for c in blue green; do
 			if ! { git --git-dir="$R" worktree add -q --detach "$P/$c" "$1" && submodules "$P/$c" && link_shared "$P/$c"; } >&2 </dev/null; then
+				[ -L live ] || dropcolors
 				unprepared "the $c working copy could not be checked out; nothing was started"
 				return 0
 			fi
