@@ -206,7 +206,8 @@ func TestSudo(t *testing.T) {
 	deployer := ensureUser(t, "gitricdeploy")
 	app := ensureUser(t, "gitricapp")
 	ensureUser(t, "gitricnopass")
-	rule := "/etc/sudoers.d/gitric-test"
+	// One rule file per test process: several may run on one machine.
+	rule := fmt.Sprintf("/etc/sudoers.d/gitric-test-%d", os.Getpid())
 	if err := os.WriteFile(rule, []byte("gitricdeploy ALL=(gitricapp) NOPASSWD: ALL\n"), 0o440); err != nil {
 		t.Fatal(err)
 	}

@@ -675,10 +675,14 @@ cutover_release() {
 		start_and_check current $r
 	fi
 	[ "$(readlink current)" != "$rel" ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
-	# Keep the newest KEEP releases, and always the live and previous ones.
-	ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort -r | tail -n +$((KEEP + 1)) | while IFS= read -r old; do
+	# Keep KEEP releases: always the live and previous ones, then the
+	# newest; the oldest others go.
+	extra=$(($(ls -1d releases/*/ 2>/dev/null | wc -l) - KEEP))
+	[ "$extra" -le 0 ] || ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort | while IFS= read -r old; do
+		[ "$extra" -gt 0 ] || break
 		[ "$old" = "$(readlink current)" ] || [ "$old" = "$prev" ] || [ "$old" = "${prev#"$P"/}" ] && continue
 		git --git-dir="$R" worktree remove --force "$P/$old" >/dev/null 2>&1 || rm -rf "$old"
+		extra=$((extra - 1))
 	done
 	git --git-dir="$R" worktree prune 2>/dev/null
 }
