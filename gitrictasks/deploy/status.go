@@ -77,6 +77,9 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 			line := fmt.Sprintf("%s %s (committed %s)", shortHex(s.Head), s.Subject, s.When.Format("2006-01-02 15:04"))
 			if s.Deployed != nil {
 				line += fmt.Sprintf(", deployed %s by %s", s.Deployed.Time.Local().Format("2006-01-02 15:04"), s.Deployed.Who)
+				if s.Deployed.Message != "" {
+					line += fmt.Sprintf(" (%s)", s.Deployed.Message)
+				}
 			}
 			if s.Current {
 				line += "; matches local " + rep.Local.Short()
