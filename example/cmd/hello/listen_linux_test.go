@@ -90,4 +90,3 @@ func acceptAll(t *testing.T, ln net.Listener) int {
 		n++
 	}
 }
-
