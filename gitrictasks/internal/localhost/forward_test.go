@@ -46,7 +46,9 @@ func TestDirectTCPIP(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			client := &http.Client{Transport: &http.Transport{
-				DialContext:       func(ctx context.Context, network, addr string) (net.Conn, error) { return c.DialContext(ctx, network, addr) },
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					return c.DialContext(ctx, network, addr)
+				},
 				DisableKeepAlives: true,
 			}}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+tt.addr+"/health", nil)
