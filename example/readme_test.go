@@ -10,10 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -111,7 +116,13 @@ func mage(t *testing.T, dir string, args ...string) (string, error) {
 // compiles the magefile).
 func mageTo(t *testing.T, dir string, environ []string, stdout, stderr io.Writer, args ...string) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	return mageWithin(t, 3*time.Minute, dir, environ, stdout, stderr, args...)
+}
+
+// mageWithin is mageTo with its own bound.
+func mageWithin(t *testing.T, timeout time.Duration, dir string, environ []string, stdout, stderr io.Writer, args ...string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "mage"}, args...)...)
 	cmd.Dir = dir
@@ -132,11 +143,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	repo := workingCopy(t)
 	example := filepath.Join(repo, "example")
 	target := filepath.Join(repo, ".gitric", "local", "hello")
-	t.Cleanup(func() {
-		stop := exec.Command("sh", "example/hello.sh", "stop")
-		stop.Dir = target
-		stop.Run()
-	})
+	port := servicePort(t)
+	stopService(t, target)
 	run := func(wantOK bool, args ...string) string {
 		t.Helper()
 		out, err := mage(t, example, args...)
@@ -154,14 +162,17 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 
-	contains(run(true, "-l"), "gitric:allowDirty", "gitric:deploy", "gitric:forcePush", "gitric:local", "gitric:prod", "gitric:ref")
+	contains(run(true, "-l"), "demo", "gitric:allowDirty", "gitric:deploy", "gitric:forcePush", "gitric:local", "gitric:prod", "gitric:ref")
 	contains(run(true, "-h", "gitric:deploy"), "GITRIC_HOSTS", "GITRIC_BATCH", "GITRIC_OUTPUT", "mage gitric:prod gitric:deploy\n")
 
 	head, _ := git(repo, "rev-parse", "--short", "HEAD")
 	out := run(true, "gitric:local", "gitric:deploy")
-	contains(out, "HEAD is now at "+head+" Initial commit", "hello started", "downtime")
-	if _, err := os.Stat(filepath.Join(target, "example", "run", "hello.pid")); err != nil {
+	contains(out, "built releases/", "hello started", "downtime", "current is now releases/", head+" Initial commit")
+	if _, err := os.Stat(filepath.Join(target, "current", "hello.pid")); err != nil {
 		t.Errorf("the example service was not started: %v", err)
+	}
+	if body, err := health(port); err != nil || !strings.Contains(body, head) {
+		t.Errorf("the example service answers /health with %q, %v; want %s", body, err, head)
 	}
 	contains(run(true, "gitric:local", "gitric:deploy"), "already on "+head)
 
@@ -178,21 +189,16 @@ func TestReadmeWalkthrough(t *testing.T) {
 	amended, _ := git(repo, "rev-parse", "HEAD")
 	out = run(false, "gitric:local", "gitric:deploy")
 	contains(out, amended+" is a non-fast-forward push", "mage gitric:forcePush gitric:local gitric:deploy")
-	if got, _ := git(target, "rev-parse", "--short", "HEAD"); got != head {
-		t.Errorf("the refused deploy moved the target to %s", got)
+	if got, _ := git(filepath.Join(target, "current"), "rev-parse", "--short", "HEAD"); got != head {
+		t.Errorf("the refused deploy moved the live release to %s", got)
 	}
 	out = run(true, "gitric:forcePush", "gitric:local", "gitric:deploy")
-	contains(out, "hello stopped", "HEAD is now at "+amended[:7], "hello started")
-
-	// Give the service a moment to write its first line from the new commit.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(filepath.Join(target, "example", "run", "hello.log")); strings.Contains(string(b), "hello from "+amended[:7]) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	contains(out, "hello started", "hello stopped", "overlap: no downtime", "current is now releases/", amended[:7]+" Initial commit, amended")
+	// The HTTP check passed, so the new version answers already.
+	if body, err := health(port); err != nil || !strings.Contains(body, amended[:7]) {
+		t.Errorf("the example service answers /health with %q, %v; want %s", body, err, amended[:7])
 	}
-	t.Errorf("the example service does not serve %s", amended[:7])
+	contains(run(true, "gitric:local", "gitric:status"), "matches local "+amended[:7], "no drift")
 }
 
 // TestRootImport imports gitrictasks with no namespace, as the README
@@ -214,11 +220,8 @@ func TestRootImport(t *testing.T) {
 	}
 	os.WriteFile(mf, []byte(root), 0o644)
 	git(repo, "commit", "-q", "-a", "-m", "Root import")
-	t.Cleanup(func() {
-		stop := exec.Command("sh", "example/hello.sh", "stop")
-		stop.Dir = filepath.Join(repo, ".gitric", "local", "hello")
-		stop.Run()
-	})
+	servicePort(t)
+	stopService(t, filepath.Join(repo, ".gitric", "local", "hello"))
 	os.WriteFile(filepath.Join(repo, "dirty_working_copy"), nil, 0o644)
 	for _, tt := range []struct {
 		args []string
@@ -244,11 +247,8 @@ func TestJSONOutput(t *testing.T) {
 	}
 	repo := workingCopy(t)
 	example := filepath.Join(repo, "example")
-	t.Cleanup(func() {
-		stop := exec.Command("sh", "example/hello.sh", "stop")
-		stop.Dir = filepath.Join(repo, ".gitric", "local", "hello")
-		stop.Run()
-	})
+	servicePort(t)
+	stopService(t, filepath.Join(repo, ".gitric", "local", "hello"))
 	jsonEnv := []string{"GITRIC_OUTPUT=json"}
 	lines := func(stdout string) []map[string]any {
 		t.Helper()
@@ -299,4 +299,103 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// servicePort gives the example service a free port of its own for this
+// test (HELLO_PORT, which the magefile reads), so that tests and a
+// developer's running example never share one, and returns it.
+func servicePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	t.Setenv("HELLO_PORT", port)
+	return port
+}
+
+// stopService stops the example service that serves the release current
+// of the local stage's target, as the stage's Stop does, when the test
+// ends: it sends SIGTERM to the pid in hello.pid and waits (bounded) until
+// the service removed it.
+func stopService(t *testing.T, target string) {
+	t.Cleanup(func() {
+		pidFile := filepath.Join(target, "current", "hello.pid")
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return
+		}
+		syscall.Kill(pid, syscall.SIGTERM)
+		for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if _, err := os.Stat(pidFile); err != nil {
+				return
+			}
+		}
+		t.Errorf("the example service (pid %d) did not stop within 15s", pid)
+	})
+}
+
+// health is the body of the example service's /health on port, or the
+// error.
+func health(port string) (string, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://127.0.0.1:" + port + "/health")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("%s", resp.Status)
+	}
+	return string(b), err
+}
+
+// demoRow is a line of the demo's table: "  <version> <requests> <first>..<last>".
+var demoRow = regexp.MustCompile(`(?m)^  ([0-9a-f]{7}) +(\d+)  (\d+)\.\.(\d+)$`)
+
+// TestDemo runs go tool mage demo, whose output the README shows: three
+// deploys under a client loop that never fails, sees the version change,
+// and a counter that goes on across deploys.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example's magefile and deploys three times")
+	}
+	repo := workingCopy(t)
+	var out bytes.Buffer
+	if err := mageWithin(t, 8*time.Minute, filepath.Join(repo, "example"), nil, &out, &out, "demo"); err != nil {
+		t.Fatalf("mage demo: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	m := regexp.MustCompile(`client: (\d+) requests in \S+, (\d+) failed`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("the demo printed no client summary:\n%s", s)
+	}
+	if requests, _ := strconv.Atoi(m[1]); m[2] != "0" || requests < 10 {
+		t.Errorf("the client made %s requests, %s failed; want some, none failed:\n%s", m[1], m[2], s)
+	}
+	rows := demoRow.FindAllStringSubmatch(s, -1)
+	if len(rows) < 2 {
+		t.Fatalf("the client saw %d version(s), want 2 or more:\n%s", len(rows), s)
+	}
+	var last int64
+	seen := map[string]bool{}
+	for _, r := range rows {
+		first, _ := strconv.ParseInt(r[3], 10, 64)
+		end, _ := strconv.ParseInt(r[4], 10, 64)
+		if first != last+1 || end < first || seen[r[1]] {
+			t.Errorf("version %s answered with counter %d..%d after %d: want the counter to go on by one, each version once:\n%s", r[1], first, end, last, s)
+		}
+		seen[r[1]] = true
+		last = end
+	}
+	if strings.Count(s, "overlap: no downtime") != 2 || !strings.Contains(s, "removed the clone") {
+		t.Errorf("want two overlapping deploys and a clean end:\n%s", s)
+	}
 }

@@ -2,7 +2,8 @@
 // below a local directory, so that gitric can deploy to "localhost" without a
 // real server.
 //
-// The server behaves like OpenSSH's sshd for exec sessions: the deploy client
+// The server behaves like OpenSSH's sshd for exec sessions, and forwards
+// direct-tcpip channels to loopback addresses (gitric's HTTP check): the deploy client
 // talks to it with the same golang.org/x/crypto/ssh client code it uses for
 // real hosts (git-receive-pack over an exec session, shell commands, exit
 // statuses). It accepts exactly one throwaway ed25519 client key for the
@@ -353,6 +354,14 @@ func (s *Server) handleConn(c net.Conn) {
 	go ssh.DiscardRequests(reqs)
 
 	for nc := range chans {
+		if nc.ChannelType() == "direct-tcpip" {
+			if !s.addSession() {
+				_ = nc.Reject(ssh.ResourceShortage, "server is shutting down")
+				continue
+			}
+			go s.forward(nc)
+			continue
+		}
 		if nc.ChannelType() != "session" {
 			_ = nc.Reject(ssh.UnknownChannelType, fmt.Sprintf("unsupported channel type %q", nc.ChannelType()))
 			continue

@@ -302,7 +302,7 @@ func TestSecondExecRefused(t *testing.T) {
 func TestUnknownChannelRejected(t *testing.T) {
 	srv := startServer(t)
 	c := dial(t, srv)
-	for _, typ := range []string{"direct-tcpip", "x11", "gitric"} {
+	for _, typ := range []string{"x11", "gitric"} {
 		_, _, err := c.OpenChannel(typ, nil)
 		var oce *ssh.OpenChannelError
 		if !errors.As(err, &oce) || oce.Reason != ssh.UnknownChannelType {
