@@ -5,9 +5,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 
 	//mage:import gitric
 	"github.com/gitric/gitric/gitrictasks"
@@ -21,8 +19,8 @@ const (
 	// defaultPort is where the example listens, unless HELLO_PORT says
 	// otherwise.
 	defaultPort = "18080"
-	// build builds the service; GITRIC_COMMIT is the source commit, both
-	// in a local artifact build and on a host.
+	// build builds the service, locally (see Artifacts); GITRIC_COMMIT is
+	// the source commit.
 	build = `go build -ldflags "-X main.version=$GITRIC_COMMIT" -o bin/hello ./example/cmd/hello`
 	// start runs the service in the background, in the release, and
 	// returns at once; it writes hello.pid there.
@@ -46,12 +44,12 @@ func service(path, port string) gitrictasks.StageConfig {
 		// every release.
 		Mode:   deploy.ModeRelease,
 		Shared: []string{"data/"},
-		// The binary is built locally and shipped with the commit...
+		// The binary is built here, in a clean checkout of the commit, and
+		// shipped with it as a git object: the hosts need no Go, an
+		// unchanged binary is not sent again, and a rollback runs the
+		// very binary it ran before.
 		Artifacts: &deploy.Artifacts{Command: build, Paths: []string{"bin/hello"}},
-		// ... and built on the host only when it is not there (an engine
-		// that does not ship artifacts yet), before the old version stops.
-		Build: "[ -x bin/hello ] || " + build,
-		Env:   map[string]string{"HELLO_PORT": port},
+		Env:       map[string]string{"HELLO_PORT": port},
 		Start: start,
 		Stop:  stop,
 		// Start the new version, check that it answers with the new
@@ -75,24 +73,7 @@ func init() {
 	gitrictasks.SetStage("prod", prod)
 	// local: the embedded SSH host (mage gitric:local gitric:deploy); only its path and
 	// commands come from here.
-	local := service("hello", port)
-	// The local host is this machine, but its HOME is .gitric/local: a build
-	// there would start with an empty Go cache. Share this machine's.
-	for k, v := range goCaches() {
-		local.Env[k] = v
-	}
-	gitrictasks.SetStage("local", local)
-}
-
-// goCaches is this machine's GOCACHE and GOMODCACHE, or nothing if go
-// cannot say.
-func goCaches() map[string]string {
-	out, err := exec.Command("go", "env", "-json", "GOCACHE", "GOMODCACHE").Output()
-	caches := map[string]string{}
-	if err != nil || json.Unmarshal(out, &caches) != nil {
-		return nil
-	}
-	return caches
+	gitrictasks.SetStage("local", service("hello", port))
 }
 
 // Demo deploys three commits to the local stage while a client requests the service.

@@ -475,7 +475,7 @@ func (d *deployment) once(ctx context.Context) error {
 	}
 	h := d.onceHost()
 	h.log.Printf("running the run-once command (%s)", d.opts.Stage.Once)
-	status, err := h.session().runOnce(d.commit.Hash, d.opts.OnceTimeout)
+	status, err := h.session().runOnce(d.target, d.commit.Hash, d.opts.OnceTimeout)
 	switch {
 	case err != nil:
 	case status == "t":
@@ -824,7 +824,7 @@ func (d *deployment) prepareRelease(h *hostDeploy, reuse bool) error {
 		return nil
 	}
 	start := time.Now()
-	rel, built, err := h.session().prepare(h.to, reuse, d.opts.BuildTimeout)
+	rel, built, err := h.session().prepare(h.to, h.toSrc, reuse, d.opts.BuildTimeout)
 	switch {
 	case errors.Is(err, errPrepare) && built == "t":
 		err = fmt.Errorf("%w: the build did not finish within %s and was killed; the release was removed and the service was not stopped", ErrCommandTimeout, d.opts.BuildTimeout)

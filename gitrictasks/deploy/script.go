@@ -449,13 +449,13 @@ func (s *session) verify(want plumbing.Hash) (untracked, missing []string, err e
 // prepare has the host make the release of want (release mode, phase
 // one): check it out beside the live one, link the shared paths, build.
 // With reuse, only an existing complete release will do (a rollback).
-func (s *session) prepare(want plumbing.Hash, reuse bool, build time.Duration) (release, built string, err error) {
+func (s *session) prepare(want, source plumbing.Hash, reuse bool, build time.Duration) (release, built string, err error) {
 	how := "new"
 	if reuse {
 		how = "reuse"
 	}
 	err = s.bounded("the release to be prepared", build+stepTimeout, func() error {
-		if err := s.send(hostscript.CmdPrepare, want.String(), how); err != nil {
+		if err := s.send(hostscript.CmdPrepare, want.String(), how, source.String()); err != nil {
 			return err
 		}
 		// "built" comes first, unless the checkout failed before any build.
@@ -498,10 +498,10 @@ func (s *session) discard() error {
 }
 
 // once runs the stage's run-once command on this host.
-func (s *session) runOnce(want plumbing.Hash, timeout time.Duration) (string, error) {
+func (s *session) runOnce(want, source plumbing.Hash, timeout time.Duration) (string, error) {
 	var status string
 	err := s.bounded("the run-once command", timeout+15*time.Second, func() error {
-		if err := s.send(hostscript.CmdOnce, want.String()); err != nil {
+		if err := s.send(hostscript.CmdOnce, want.String(), source.String()); err != nil {
 			return err
 		}
 		var err error
@@ -672,7 +672,11 @@ func (a auditHead) prefix() string {
 // in the result (see failure).
 func (s *session) cutover(want plumbing.Hash, ok Outcome, audit auditHead, t timeouts, overall time.Duration, httpCheck func() error) (cutoverResult, error) {
 	var r cutoverResult
-	if err := s.send(hostscript.CmdCutover, want.String(), string(ok), audit.prefix()); err != nil {
+	source := audit.To
+	if source == "" {
+		source = want.String()
+	}
+	if err := s.send(hostscript.CmdCutover, want.String(), string(ok), source, audit.prefix()); err != nil {
 		return r, err
 	}
 	const grace = 15 * time.Second // the kill after a timeout, and the network

@@ -821,6 +821,14 @@ if [ -z "$locked" ] && [ "$ACTION" = deploy ]; then
 fi
 rel=
 
+# srccommit SOURCE CHECKOUT: GITRIC_COMMIT for the commands of a step is
+# the source commit the step puts in place (a rollback's: the old one),
+# also when the host checks out gitric's deploy commit of it.
+srccommit() {
+	case $1 in *[!0-9a-f]* | '') GITRIC_COMMIT=$2 ;; *) GITRIC_COMMIT=$1 ;; esac
+	export GITRIC_COMMIT
+}
+
 # ---- commands from gitric: "$T word args" lines ---------------------------
 while IFS= read -r line; do
 	case $line in "$T "*) ;; *) die proto "unexpected input on the script's stdin" ;; esac
@@ -841,9 +849,7 @@ while IFS= read -r line; do
 		# Phase one of release mode: the release, built, before any stop.
 		[ -z "$locked" ] || die proto "prepare without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
-		# The commit this step puts in place (a rollback's: the old one).
-		GITRIC_COMMIT=$arg
-		export GITRIC_COMMIT
+		srccommit "$rest" "$arg"
 		trap : HUP INT TERM
 		prepare_release "$arg" "$okword"
 		trap 'exit 1' HUP INT TERM
@@ -857,9 +863,7 @@ while IFS= read -r line; do
 	once)
 		[ -z "$locked" ] || die proto "once without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
-		# The commit this step puts in place (a rollback's: the old one).
-		GITRIC_COMMIT=$arg
-		export GITRIC_COMMIT
+		srccommit "$okword" "$arg"
 		trap : HUP INT TERM
 		run_once "$arg"
 		trap 'exit 1' HUP INT TERM
@@ -867,10 +871,8 @@ while IFS= read -r line; do
 	cutover)
 		[ -z "$locked" ] || die proto "cutover without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
-		# The commit this step puts in place (a rollback's: the old one).
-		GITRIC_COMMIT=$arg
-		export GITRIC_COMMIT
-		AUD=$rest
+		srccommit "${rest%% *}" "$arg"
+		AUD=${rest#* }
 		# A signal now must not leave the service down: finish the step.
 		trap : HUP INT TERM
 		"cutover_$MODE" "$arg"

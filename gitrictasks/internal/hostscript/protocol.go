@@ -46,12 +46,12 @@ const (
 // The words of the protocol, gitric to host.
 const (
 	CmdVerify  = "verify"  // sha: list what a rollback to sha would overwrite
-	CmdCutover = "cutover" // sha okword audit-json-prefix
+	CmdCutover = "cutover" // sha okword source audit-json-prefix
 	CmdSwap    = "swap"    // audit-json-prefix
 	CmdLog     = "log"     // json: append to the audit log
-	CmdPrepare = "prepare" // sha new|reuse: make (or find) the release of sha
+	CmdPrepare = "prepare" // sha new|reuse source: make (or find) the release of sha
 	CmdDiscard = "discard" // remove the release prepare made
-	CmdOnce    = "once"    // sha: run the run-once command
+	CmdOnce    = "once"    // sha source: run the run-once command
 	CmdHTTP    = "http"    // 0 or 1: the HTTP check's verdict
 	CmdBye     = "bye"
 )
