@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
@@ -259,7 +263,16 @@ func TestUnitLocalLinkDeploy(t *testing.T) {
 		t.Fatalf("first deploy: %v", err)
 	}
 	v2 := f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
-	res, err := Run(context.Background(), f.options())
+	// The HTTP check goes through the link's dialContext.
+	var checks atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		checks.Add(1)
+		fmt.Fprintf(w, "version %.7s\n", v2)
+	}))
+	t.Cleanup(srv.Close)
+	opts := f.options()
+	opts.Stage.HTTPCheck, opts.Stage.HTTPCheckVersion = srv.URL+"/health", true
+	res, err := Run(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("second deploy: %v", err)
 	}
@@ -276,5 +289,44 @@ func TestUnitLocalLinkDeploy(t *testing.T) {
 		if log := f.audit(t, i, ModeInPlace); len(log) != 2 || log[1].Result != OutcomeOK || log[1].To != v2 {
 			t.Errorf("host %d audit log: %+v", i+1, log)
 		}
+	}
+	if n := checks.Load(); n != 2 {
+		t.Errorf("the HTTP check was requested %d times, want once per host", n)
+	}
+}
+
+// TestUnitHTTPCheck requests URLs through a local link's dialContext.
+func TestUnitHTTPCheck(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			fmt.Fprintln(w, "version abc1234")
+		case "/moved":
+			http.Redirect(w, r, "http://example.com/", http.StatusFound)
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	for _, c := range []struct {
+		path, version, in string // in: the error holds it; "" for none
+	}{
+		{path: "/ok"},
+		{path: "/ok", version: "abc1234"},
+		{path: "/ok", version: "def5678", in: "the old version may still be answering"},
+		{path: "/down", in: "503 Service Unavailable"},
+		{path: "/moved", in: "302 Found"}, // never followed off the host
+	} {
+		t.Run(strings.TrimPrefix(c.path, "/")+c.version, func(t *testing.T) {
+			t.Parallel()
+			err := httpCheck(context.Background(), localLink{name: "h1"}, srv.URL+c.path, c.version, 400*time.Millisecond)
+			switch {
+			case c.in == "" && err != nil:
+				t.Errorf("%v", err)
+			case c.in != "" && (err == nil || !strings.Contains(err.Error(), c.in)):
+				t.Errorf("error %v, want one with %q", err, c.in)
+			}
+		})
 	}
 }
