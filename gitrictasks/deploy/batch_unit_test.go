@@ -64,7 +64,6 @@ func TestUnitBatchOrder(t *testing.T) {
 		want  [][]string
 	}{
 		{"2", [][]string{{"h1", "h2"}, {"h3", "h4"}, {"h5"}}},
-		{"60%", [][]string{{"h1", "h2", "h3"}, {"h4", "h5"}}},
 	} {
 		t.Run(c.batch, func(t *testing.T) {
 			t.Parallel()
