@@ -59,9 +59,11 @@ const (
 )
 
 // rollbackTarget reads a host's audit log as a stack: each successful
-// deploy pushes its commit, each successful rollback pops one. It returns
-// the top (what the log says is live) and the commit under it (what a
-// rollback goes back to); "" where there is none.
+// deploy pushes its commit, each successful rollback pops back to the
+// commit it went to (one entry for a plain rollback, more for a rollback
+// to a named older deploy; a commit the log no longer holds is pushed). It
+// returns the top (what the log says is live) and the commit under it
+// (what a rollback goes back to); "" where there is none.
 func rollbackTarget(log []AuditEntry) (top, prev string) {
 	var stack []string
 	for _, e := range log {
@@ -72,8 +74,19 @@ func rollbackTarget(log []AuditEntry) (top, prev string) {
 		case ActionDeploy:
 			stack = append(stack, e.checkout())
 		case ActionRollback:
-			if len(stack) > 0 {
+			to := e.checkout()
+			i := len(stack) - 1
+			for i >= 0 && stack[i] != to {
+				i--
+			}
+			switch {
+			case to == "" && len(stack) > 0: // an entry that names no commit
 				stack = stack[:len(stack)-1]
+			case to == "":
+			case i >= 0:
+				stack = stack[:i+1]
+			default:
+				stack = append(stack, to)
 			}
 		}
 	}

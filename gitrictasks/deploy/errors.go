@@ -3,7 +3,10 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
@@ -161,3 +164,24 @@ type ScriptError = hostscript.ScriptError
 // ErrRolledBack means a host's cutover failed and the host was put back
 // on its previous commit (the error says which step failed).
 var ErrRolledBack = errors.New("rolled back")
+
+// printableText is what a host printed, fit for an error message: control
+// bytes (a terminal's escape sequences) and bytes that are not UTF-8 are
+// shown escaped, as Go quotes them; newlines and tabs stay.
+func printableText(s string) string {
+	var b strings.Builder
+	for i, w := 0, 0; i < len(s); i += w {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		w = n
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n' || r == '\t' || !unicode.IsControl(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}

@@ -159,6 +159,7 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 		return s, st, err
 	}
 	err = s.bounded("the host's state", stepTimeout, func() error {
+		head := false // every state report names the head before ready
 		for {
 			l, err := s.next("the host's state")
 			if err != nil {
@@ -186,6 +187,7 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 					st.audit = append(st.audit, e)
 				}
 			case hostscript.WordHead:
+				head = true
 				if l.Arg != "none" {
 					if !plumbing.IsHash(l.Arg) {
 						return &hostscript.ProtocolError{Want: "a commit hash after head", Got: []byte(l.Arg)}
@@ -216,6 +218,9 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 			case hostscript.WordChanged:
 				st.changed = append(st.changed, l.Arg)
 			case hostscript.WordReady:
+				if !head {
+					return &hostscript.ProtocolError{Want: `"head" before "ready"`, Got: []byte(l.Word)}
+				}
 				return nil
 			default:
 				return &hostscript.ProtocolError{Want: "the host's state", Got: []byte(l.Word)}
@@ -258,7 +263,7 @@ func (s *session) noScript(err error) error {
 	}
 	return fmt.Errorf("%w: the host did not run gitric's script under /bin/sh (%s). It printed: %s. "+
 		"The login shell must be able to run a command (not /bin/false or nologin), and no forced command (command= in authorized_keys, ForceCommand) may replace it",
-		ErrNoShell, why, clip(out, 400))
+		ErrNoShell, why, printableText(clip(out, 400)))
 }
 
 // ErrNoShell means the host gave no shell that could run the host script.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -62,20 +63,33 @@ type masker struct {
 	mu      sync.Mutex
 	w       io.Writer
 	secrets [][]byte
+	longest int // the longest secret's length
 	partial []byte
 }
 
 func newMasker(w io.Writer, secrets map[string]string) io.Writer {
 	var vals [][]byte
-	for _, v := range secrets {
+	add := func(v string) {
 		if len(v) >= 3 { // shorter would mask ordinary text
 			vals = append(vals, []byte(v))
+		}
+	}
+	for _, v := range secrets {
+		add(v)
+		if strings.Contains(v, "\n") {
+			// Masked line by line, a multi-line value (a key) is never
+			// whole in one line: each of its lines is masked too.
+			for _, l := range strings.Split(v, "\n") {
+				add(strings.TrimSuffix(l, "\r"))
+			}
 		}
 	}
 	if len(vals) == 0 {
 		return w
 	}
-	return &masker{w: w, secrets: vals}
+	// The longest first: a secret that holds another is masked whole.
+	sort.SliceStable(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+	return &masker{w: w, secrets: vals, longest: len(vals[0])}
 }
 
 func (m *masker) Write(p []byte) (int, error) {
@@ -87,7 +101,15 @@ func (m *masker) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if i < 0 {
-		i = len(m.partial) - 1
+		// A line too long to hold: pass it on, masked, but for a tail
+		// that may be the start of a secret still to come.
+		masked := m.mask(m.partial)
+		keep := min(len(masked), m.longest-1)
+		if _, err := m.w.Write(masked[:len(masked)-keep]); err != nil {
+			return 0, err
+		}
+		m.partial = append([]byte(nil), masked[len(masked)-keep:]...)
+		return len(p), nil
 	}
 	out := m.mask(m.partial[:i+1])
 	m.partial = append(m.partial[:0], m.partial[i+1:]...)

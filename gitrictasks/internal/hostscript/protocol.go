@@ -133,7 +133,7 @@ func (d *Decoder) Hello() error {
 		}
 		if w, a, ok := d.cut(line); ok && w == WordHello {
 			if a != Version {
-				return fmt.Errorf("%w: the host script speaks version %q, gitric %q", ErrProtocol, a, Version)
+				return &ProtocolError{Want: fmt.Sprintf("the hello of protocol version %s (the host script speaks another version)", Version), Got: []byte(WordHello + " " + a)[:min(80, len(WordHello)+1+len(a))]}
 			}
 			d.hello = true
 			return nil
@@ -195,13 +195,13 @@ func (d *Decoder) line() ([]byte, error) {
 	for {
 		frag, err := d.r.ReadSlice('\n')
 		buf = append(buf, frag...)
+		if len(buf) > maxLine+1 { // its newline is not part of the line
+			return nil, &ProtocolError{Want: "a line", Got: buf[:80]}
+		}
 		if err == nil {
 			return bytes.TrimSuffix(buf[:len(buf)-1], []byte("\r")), nil
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
-			if len(buf) > maxLine {
-				return nil, &ProtocolError{Want: "a line", Got: buf[:80]}
-			}
 			continue
 		}
 		if errors.Is(err, io.EOF) && len(buf) > 0 && d.hello {
