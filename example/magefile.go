@@ -21,7 +21,9 @@ const (
 	defaultPort = "18080"
 	// build builds the service, locally (see Artifacts); GITRIC_COMMIT is
 	// the source commit.
-	build = `go build -ldflags "-X main.version=$GITRIC_COMMIT" -o bin/hello ./example/cmd/hello`
+	// -trimpath: the same source gives the same bytes, so an unchanged
+	// binary is the same git object, not sent again.
+	build = `go build -trimpath -ldflags "-X main.version=$GITRIC_COMMIT" -o bin/hello ./example/cmd/hello`
 	// start runs the service in the background, in the release, and
 	// returns at once; it writes hello.pid there.
 	start = `nohup bin/hello >>hello.log 2>&1 </dev/null & echo "hello started (pid $!)"`

@@ -264,6 +264,8 @@ type deployment struct {
 	packs              *packs
 	secrets            map[string]string // the stage's secrets, by name
 	cutovers           sync.WaitGroup    // the cutover goroutines
+	// abortReason says why phase one ended when no host failed (a hook).
+	abortReason string
 }
 
 // dialFunc connects to a host (the seam the tests replace).
@@ -334,6 +336,7 @@ func (d *deployment) before(ctx context.Context) error {
 		p.Hosts = append(p.Hosts, HostPlan{Host: h.addr.Name(), From: hashString(h.fromSrc), To: hashString(h.toSrc), Already: h.res.Skipped, Steps: d.steps(h.from.IsZero())})
 	}
 	if err := d.opts.Hooks.Before(ctx, p); err != nil {
+		d.abortReason = "the Before hook refused the deploy"
 		return d.abort(ctx, []error{fmt.Errorf("%w: %w", ErrHook, err)})
 	}
 	return nil
@@ -495,6 +498,9 @@ func (d *deployment) once(ctx context.Context) error {
 // that were ready say so in their audit logs.
 func (d *deployment) abort(ctx context.Context, errs []error) error {
 	reason := fmt.Sprintf("%d of %d host(s) failed in phase 1", len(errs), len(d.hosts))
+	if d.abortReason != "" {
+		reason = d.abortReason
+	}
 	if ctx.Err() != nil {
 		reason = "the deploy was interrupted"
 	}

@@ -609,7 +609,8 @@ link_shared() {
 # built. A release that a crash left half-written is removed, never
 # reused. Sets rel; says prepared 0 RELEASE, or prepared 1 (removed).
 prepare_release() {
-	short=$(printf %.7s "$1")
+	# Named after the source commit (GITRIC_COMMIT), found by its HEAD.
+	short=$(printf %.7s "${GITRIC_COMMIT:-$1}")
 	rel=
 	for d in releases/*-"$short"; do
 		[ -d "$d" ] || continue
@@ -674,7 +675,7 @@ cutover_release() {
 		fi
 		start_and_check current $r
 	fi
-	[ "$(readlink current)" != "$rel" ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s')" >&2
+	[ "$(readlink current)" != "$rel" ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s' "${GITRIC_COMMIT:-HEAD}" 2>/dev/null || git -C current --no-pager log -1 --format='%h %s')" >&2
 	# Keep KEEP releases: always the live and previous ones, then the
 	# newest; the oldest others go.
 	extra=$(($(ls -1d releases/*/ 2>/dev/null | wc -l) - KEEP))
