@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -234,6 +235,20 @@ func TestFleetOpsPlan(t *testing.T) {
 		t.Errorf("no refused verdict:\n%s", out)
 	}
 	f.unchanged(t, before, nil)
+
+	// The deploy itself refuses the edited host, and its audit log says so.
+	out = &sshdtest.Buffer{}
+	opts.Out = out
+	if _, err := deploy.Run(ctx, f.hostOptions(opts, 2)); !errors.As(err, &se) {
+		t.Fatalf("deploy to the edited host = %v, want ServerEditsError", err)
+	}
+	log := f.audit(t, 2)
+	if e := log[len(log)-1]; e.Result != deploy.OutcomeRefused || e.Reason != "working copy edited on the host" || e.To != v2 {
+		t.Errorf("audit of the refused deploy: %+v", e)
+	}
+	if strings.Contains(out.String(), "could not write the audit log") {
+		t.Errorf("the audit log was not written:\n%s", out)
+	}
 }
 
 // TestFleetOpsReleases lists the history of five deploys and a rollback:
@@ -730,4 +745,45 @@ func TestFleetOpsArtifacts(t *testing.T) {
 	if got := f.targetHead(t); got != d2 || got == d1 || res.Hosts[0].To != s2 {
 		t.Errorf("rolled back to %.7s (result to %.7s), want gitric's commit %.7s of %.7s", got, res.Hosts[0].To, d2, s2)
 	}
+}
+
+// TestFleetOpsTakeOver: a lock whose holder on the host is dead is taken
+// over at once by a deploy, which says so, records it in the audit log
+// before its own line, and deploys.
+func TestFleetOpsTakeOver(t *testing.T) {
+	f := newFleet(t, 2)
+	ctx := boundedContext(t)
+	opts := f.options()
+	mustRun(t, ctx, opts)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skipf("no boot id here: %v", err)
+	}
+	owner := fmt.Sprintf("pid=%d boot=%s ghost@gone since 2026-01-01T00:00:00Z (deploy 1234567)", dead.Process.Pid, strings.TrimSpace(string(boot)))
+	if err := os.Symlink(owner, filepath.Join(f.target(0), ".git", "gitric", "lock")); err != nil {
+		t.Fatal(err)
+	}
+	v2 := f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+	mustRun(t, ctx, opts)
+	if !strings.Contains(f.out.String(), "took over the lock of a deploy that is gone: ghost@gone") {
+		t.Errorf("the output does not say the lock was taken over:\n%s", f.out)
+	}
+	log := f.audit(t, 0)
+	var got []string
+	for _, e := range log[1:] {
+		got = append(got, string(e.Result)+" "+e.Reason)
+	}
+	if want := []string{"took-over stale lock of ghost@gone since 2026-01-01T00:00:00Z (deploy 1234567)", "ok "}; !slices.Equal(got, want) {
+		t.Errorf("host 0 audit %q, want %q", got, want)
+	}
+	for i := range f.hosts {
+		if f.head(t, i) != v2 {
+			t.Errorf("host %d on %.7s", i, f.head(t, i))
+		}
+	}
+	f.unlocked(t)
 }
