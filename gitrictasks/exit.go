@@ -95,7 +95,12 @@ func classify(err error) int {
 }
 
 // leaves are the errors a joined error is made of (errors.Join nests).
+// One host's error is one leaf, whatever it wraps: a host rolled back
+// after its start failed is rolled back, not a failure left in place.
 func leaves(err error) []error {
+	if _, ok := err.(*deploy.HostError); ok {
+		return []error{err}
+	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range j.Unwrap() {

@@ -28,6 +28,7 @@ func TestExitStatus(t *testing.T) {
 		{"unreachable", host(fmt.Errorf("%w: refused", deploy.ErrUnreachable)), ExitUnreachable},
 		{"unknown host key", host(deploy.ErrHostKeyUnknown), ExitUnreachable},
 		{"rolled back", host(fmt.Errorf("start failed; %w", deploy.ErrRolledBack)), ExitRolledBack},
+		{"rolled back, as the cutover says it", host(fmt.Errorf("%w; %w to v1", errors.New("the start command failed"), deploy.ErrRolledBack)), ExitRolledBack},
 		{"other", errors.New("disk on fire"), 1},
 		{"locked and refused: locked", errors.Join(&deploy.LockedError{}, &deploy.ServerEditsError{}), ExitLocked},
 		{"rolled back beats unreachable", errors.Join(host(deploy.ErrUnreachable), host(deploy.ErrRolledBack)), ExitRolledBack},

@@ -287,8 +287,10 @@ type hostDeploy struct {
 	from, to       plumbing.Hash
 	fromSrc, toSrc plumbing.Hash
 	release        string // the release prepared in phase one (release mode)
-	res            HostResult
-	pending        []pendingAudit // audit lines to write once receive-pack is done
+	// tookOver is the audit line's reason of a lock taken over, written
+	// once the script takes commands (a deploy's first ends its seed).
+	tookOver string
+	res      HostResult
 	// cutErr and cutDone are the cutover goroutine's; read after it ends.
 	cutErr  error
 	cutDone bool
@@ -662,15 +664,11 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	}
 	h.from, h.fromSrc = state.head, state.sourceOf()
 	h.to, h.toSrc = d.target, d.commit.Hash
-	// A deploy's script holding the lock runs git receive-pack next, which
-	// reads the session's input: an audit line sent now would be read as
-	// part of the push. Such lines wait for the end of receive-pack.
-	inPush := d.action == ActionDeploy && state.locked == ""
 	if state.tookOver != "" {
 		h.log.Printf("took over the lock of a deploy that is gone: %s", lockHolder(state.tookOver))
-		h.pending = append(h.pending, pendingAudit{OutcomeTookOver, "stale lock of " + lockHolder(state.tookOver)})
-		if !inPush {
-			h.flushAudit(d)
+		h.tookOver = "stale lock of " + lockHolder(state.tookOver)
+		if d.action != ActionDeploy {
+			h.logTookOver(d)
 		}
 	}
 	if state.locked != "" {
@@ -680,31 +678,33 @@ func (d *deployment) open(ctx context.Context, h *hostDeploy) error {
 	}
 	if len(state.changed) > 0 && !d.opts.DiscardEdits && d.action != ActionSwap {
 		h.res.Outcome = OutcomeRefused
-		if inPush {
-			// End receive-pack with no update before writing the audit.
-			if _, err := sess.push(ctx, nil, state.head, nil, nil); err != nil {
-				h.pending = nil
-			}
+		// A deploy's script is in git receive-pack: end it first.
+		if d.action != ActionDeploy || h.endSeed(ctx, d) == nil {
+			h.audit(d, OutcomeRefused, "working copy edited on the host")
 		}
-		h.flushAudit(d)
-		h.audit(d, OutcomeRefused, "working copy edited on the host")
 		return &ServerEditsError{Host: name, Paths: state.changed, Hint: d.opts.Hints.DiscardEdits}
 	}
 	return nil
 }
 
-// pendingAudit is an audit line that waits for the end of receive-pack.
-type pendingAudit struct {
-	outcome Outcome
-	reason  string
+// endSeed ends a deploy's git receive-pack on the host with no update,
+// after which the script takes commands (the audit log's among them).
+func (h *hostDeploy) endSeed(ctx context.Context, d *deployment) error {
+	_, err := h.session().push(ctx, nil, h.state.head, nil, nil)
+	if err == nil {
+		h.logTookOver(d)
+	}
+	return err
 }
 
-// flushAudit writes the audit lines that waited for the end of the push.
-func (h *hostDeploy) flushAudit(d *deployment) {
-	for _, p := range h.pending {
-		h.audit(d, p.outcome, p.reason)
+// logTookOver writes the audit line of a lock taken over, if any: in a
+// deploy, once its seed is over, since until then the host script's input
+// is git receive-pack's.
+func (h *hostDeploy) logTookOver(d *deployment) {
+	if h.tookOver != "" {
+		h.audit(d, OutcomeTookOver, h.tookOver)
+		h.tookOver = ""
 	}
-	h.pending = nil
 }
 
 // lockHolder is the readable part of a lock's owner ("pid=N boot=B who ...").
@@ -743,13 +743,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 		}
 		return d.prepareRelease(h, true)
 	}
-	end := func() error { // no push: end receive-pack with no update
-		_, err := sess.push(ctx, nil, st.head, nil, nil)
-		if err == nil {
-			h.flushAudit(d)
-		}
-		return err
-	}
+	end := func() error { return h.endSeed(ctx, d) } // no push
 	if st.head == d.target || (d.opts.Stage.Subdir != "" && d.opts.Stage.Artifacts == nil && !st.tree.IsZero() && st.tree == d.targetTree) {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.commit)
@@ -803,7 +797,7 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	if err != nil {
 		return &HostError{Host: name, Step: "seed", Err: err}
 	}
-	h.flushAudit(d)
+	h.logTookOver(d)
 	h.res.Seed, h.res.Objects, h.res.Bytes = time.Since(start), stats.objects, stats.bytes
 	if stats.objects == 0 {
 		h.log.Printf("seeded: the host has every object already (it is on %s)", short(st.head))

@@ -3,6 +3,8 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,11 +25,11 @@ func (d *deployment) derive(ctx context.Context) error {
 	}
 	var arts []localrepo.Artifact
 	if a := st.Artifacts; a != nil {
-		dir, err := os.MkdirTemp("", "gitric-build-*")
+		dir, done, err := d.buildDir()
 		if err != nil {
 			return fmt.Errorf("local build: %w", err)
 		}
-		defer os.RemoveAll(dir)
+		defer done()
 		if err := d.build(ctx, a, dir); err != nil {
 			return err
 		}
@@ -49,6 +51,47 @@ func (d *deployment) derive(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// buildDir is an empty directory for the stage's local build, and done
+// removes it. It is the same directory every time for one local
+// repository and stage (in the user's cache directory), because builds
+// write the directory they run in into what they make (go build without
+// -trimpath puts its source paths in the binary): in a new temporary
+// directory each time, no output would ever be unchanged, and every
+// deploy would send every binary again. A build of the same stage that
+// runs at the same time (the directory is locked) gets a temporary
+// directory of its own.
+func (d *deployment) buildDir() (dir string, done func(), err error) {
+	temp := func() (string, func(), error) {
+		dir, err := os.MkdirTemp("", "gitric-build-*")
+		return dir, func() { os.RemoveAll(dir) }, err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return temp()
+	}
+	sum := sha256.Sum256([]byte(d.repo.Root() + "\x00" + d.opts.Stage.Name))
+	dir = filepath.Join(cache, "gitric", "build", hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return temp()
+	}
+	unlock, ok := tryLock(dir + ".lock")
+	if !ok {
+		return temp()
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		unlock()
+		return temp()
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		unlock()
+		return temp()
+	}
+	return dir, func() {
+		os.RemoveAll(dir)
+		unlock()
+	}, nil
 }
 
 // ErrBuild means the local build of a stage's artifacts failed.

@@ -129,7 +129,9 @@ type Stage struct {
 // deploy commit of its own (parent: the source commit) and pushes that:
 // an unchanged output is not sent again, and a rollback runs the very same
 // binary. Everything gitric reports (status, audit, drift) names the source
-// commit.
+// commit. The checkout is in the same directory every time (under the
+// user's cache directory, one per local repository and stage), since
+// compilers write their build directory into their outputs.
 type Artifacts struct {
 	// Command runs under sh in the checkout, e.g.
 	// "GOOS=linux go build -o bin/app ./cmd/app"; GITRIC_COMMIT is set.

@@ -217,7 +217,9 @@ if [ "$head" != none ]; then
 	[ -z "$src" ] || say source "$src" "$(git -C "$dir" rev-parse -q --verify 'HEAD^{tree}' 2>/dev/null)"
 	[ "$ACTION" != status ] || say commit "$(git -C "$L" --no-pager log -1 --format='%ct %s' HEAD)"
 	n=0
-	git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null | while IFS= read -r line; do
+	# A look only, in every action: a refused deploy leaves even the
+	# index's stat data as it was (git status would refresh it).
+	GIT_OPTIONAL_LOCKS=0 git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null | while IFS= read -r line; do
 		n=$((n + 1))
 		[ $n -gt 20 ] || say changed "$line"
 	done
@@ -633,7 +635,16 @@ prepare_release() {
 		return 1
 	fi
 	mkdir -p releases
-	rel=releases/$(date -u +%Y%m%dT%H%M%SZ)-$short
+	# Release names sort in the order they were made (pruning keeps the
+	# newest by name): one made in the same second as the newest release
+	# waits for the next second, or its hash would decide the order.
+	last=$(ls -1d releases/*/ 2>/dev/null | sed 's#/$##; s#^releases/##; s#-.*##' | sort -r | head -n 1)
+	stamp=$(date -u +%Y%m%dT%H%M%SZ) n=0
+	while [ -n "$last" ] && [ "$n" -lt 2 ] && [ "$(printf '%s\n%s\n' "$stamp" "$last" | sort | tail -n 1)" = "$last" ]; do
+		sleep 1
+		stamp=$(date -u +%Y%m%dT%H%M%SZ) n=$((n + 1))
+	done
+	rel=releases/$stamp-$short
 	if { git --git-dir="$R" worktree add -q --detach "$P/$rel" "$1" && submodules "$P/$rel"; } >&2 </dev/null && link_shared "$P/$rel" >&2 && build_in "$P/$rel" &&
 		: >"$(git -C "$rel" rev-parse --absolute-git-dir)/gitric-complete"; then
 		say prepared 0 "$rel"
