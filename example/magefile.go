@@ -52,8 +52,8 @@ func service(path, port string) gitrictasks.StageConfig {
 		// very binary it ran before.
 		Artifacts: &deploy.Artifacts{Command: build, Paths: []string{"bin/hello"}},
 		Env:       map[string]string{"HELLO_PORT": port},
-		Start: start,
-		Stop:  stop,
+		Start:     start,
+		Stop:      stop,
 		// Start the new version, check that it answers with the new
 		// commit, switch, then stop the old one: no moment without a
 		// listener.

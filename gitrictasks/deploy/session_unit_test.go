@@ -332,7 +332,7 @@ func TestUnitCutoverWords(t *testing.T) {
 				c.check(t, r)
 			}
 			cmds := l.stdin.commands()
-			if len(cmds) == 0 || !strings.HasPrefix(cmds[0], "cutover "+sha2+" ok {") {
+			if len(cmds) == 0 || !strings.HasPrefix(cmds[0], "cutover "+sha2+" ok "+sha2+" {") { // sha, result, source, audit
 				t.Errorf("gitric sent %q", cmds)
 			}
 			if c.sentHTT != "" && (called != 1 || len(cmds) < 2 || cmds[1] != c.sentHTT) {
