@@ -160,7 +160,7 @@ func TestCompareDowntime(t *testing.T) {
 	notes := []string{
 		fmt.Sprintf("runs: %d timed per mode, after a first deploy and 1 untimed warm-up; every run deploys the next commit of a chain in which each commit changes %d of the tree's %d files (one line added to each), with both modes; which mode goes first alternates from run to run; medians, min and max of those runs", runs, downtimeChanged, downtimeFiles),
 		fmt.Sprintf("machine: nproc %s, %s/%s, %s, %s; load average (1, 5, 15 min) %s before, %s after", nproc(), runtime.GOOS, runtime.GOARCH, commandOutput("ssh", "-V"), commandOutput("git", "--version"), load, loadAverage()),
-		"downtime: from the start of the stop command to the end of the start command, as gitric reports it on the host's line \"downtime X (stop X, reset X, start X)\" (its precise value, used for the medians) and as downtime_ms in its JSON summary (GITRIC_OUTPUT=json; whole milliseconds)",
+		"downtime: from the start of the stop command to the end of the start command, as gitric reports it on the host's line \"downtime X (stop X, switch X, start X)\" (its precise value, used for the medians) and as downtime_ms in its JSON summary (GITRIC_OUTPUT=json; whole milliseconds)",
 		fmt.Sprintf("service: stop and start are %q, so the window is gitric's own: in-place it holds git reset --hard to the new commit; in release mode only the rename of the current symlink, the new release having been checked out (git worktree add) before the stop, outside the window", serviceCommand),
 		"mage wall: the whole `ref <commit> prod deploy` call of the compiled bench magefile (seed, checkout, cutover, audit log); one deploy per call",
 		"host: one OpenSSH sshd on 127.0.0.1 with SetEnv HOME=<a temp dir>, both modes' repositories relative to it; the window is inside gitric's one session, so no login shell startup is in it in any case",
@@ -237,7 +237,7 @@ func checkCheckout(t *testing.T, who, dir, sha string) {
 
 // downtimeLine is the message gitric prints for a host after its
 // cutover.
-var downtimeLine = regexp.MustCompile(`^downtime (\S+) \(stop (\S+), reset (\S+), start (\S+)\)$`)
+var downtimeLine = regexp.MustCompile(`^downtime (\S+) \(stop (\S+), switch (\S+), start (\S+)\)$`)
 
 // parseCutover reads the cutover of the one host of a deploy from gitric's
 // JSON lines: its downtime message and its summary object, which must

@@ -15,12 +15,13 @@ import (
 
 	//mage:import
 	"github.com/gitric/gitric/gitrictasks"
+	"github.com/gitric/gitric/gitrictasks/deploy"
 )
 
 func init() {
 	gitrictasks.SetStage("prod", gitrictasks.StageConfig{
 		Path:  os.Getenv("GITRIC_BENCH_PATH"),
-		Mode:  os.Getenv("GITRIC_BENCH_MODE"),
+		Mode:  deploy.Mode(os.Getenv("GITRIC_BENCH_MODE")),
 		Stop:  os.Getenv("GITRIC_BENCH_STOP"),
 		Start: os.Getenv("GITRIC_BENCH_START"),
 	})
