@@ -800,11 +800,11 @@ func (d *deployment) seed(ctx context.Context, h *hostDeploy) error {
 	h.logTookOver(d)
 	h.res.Seed, h.res.Objects, h.res.Bytes = time.Since(start), stats.objects, stats.bytes
 	if stats.objects == 0 {
-		h.log.Printf("seeded: the host has every object already (it is on %s)", short(st.head))
+		h.log.Printf("seeded: the host has every object already (it is on %s)", short(h.fromSrc))
 	} else {
 		on := "was empty"
 		if !st.head.IsZero() {
-			on = "is on " + short(st.head)
+			on = "is on " + short(h.fromSrc)
 		}
 		h.log.Printf("seeded %d commit(s), %d object(s), %s in %s (the host %s)", stats.commits, stats.objects, byteSize(stats.bytes), round(h.res.Seed), on)
 	}

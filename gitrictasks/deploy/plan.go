@@ -274,8 +274,12 @@ func (d *deployment) printPlan(p *Plan) {
 		case hp.Already:
 			h.log.Printf("already on %s; nothing to do", d.commit)
 		default:
-			h.log.Printf("%s -> %s: %d commit(s) (%s), %d file(s) changed, +%d -%d, about %s to send",
-				shortHex(hp.From), d.commit.Short(), hp.Commits, strings.Join(hp.Subjects, "; "), hp.Files, hp.Insertions, hp.Deletions, byteSize(hp.Bytes))
+			extra := ""
+			if d.opts.Stage.Artifacts != nil {
+				extra = ", plus the artifacts, built when the deploy runs"
+			}
+			h.log.Printf("%s -> %s: %d commit(s) (%s), %d file(s) changed, +%d -%d, about %s to send%s",
+				shortHex(hp.From), d.commit.Short(), hp.Commits, strings.Join(hp.Subjects, "; "), hp.Files, hp.Insertions, hp.Deletions, byteSize(hp.Bytes), extra)
 			if len(hp.Paths) > 0 {
 				h.log.Printf("changes %s", strings.Join(hp.Paths, ", "))
 			}
@@ -284,7 +288,7 @@ func (d *deployment) printPlan(p *Plan) {
 				if s.Downtime {
 					mark = " (downtime)"
 				}
-				h.log.Printf("would run %s: %s%s", s.Name, s.Command, mark)
+				h.log.Printf("would run %s: %s%s", s.Name, oneLine(s.Command), mark)
 			}
 		}
 		for _, e := range hp.Refusals {
@@ -296,4 +300,13 @@ func (d *deployment) printPlan(p *Plan) {
 		verdict = "the deploy would be refused (see above); nothing was changed anywhere"
 	}
 	d.con.Printf("plan: %s (%s)", verdict, round(time.Since(d.started)))
+}
+
+// oneLine shows a multi-line command on one line.
+func oneLine(cmd string) string {
+	lines := strings.Split(strings.TrimSpace(cmd), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	return strings.Join(lines, "; ")
 }
