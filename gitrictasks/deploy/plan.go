@@ -126,17 +126,7 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 func (d *deployment) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) HostPlan {
 	hp := HostPlan{Host: h.addr.Name(), To: d.commit.Hash.String()}
 	refuse := func(err error) { hp.Refusals = append(hp.Refusals, &HostError{Host: hp.Host, Step: "plan", Err: err}) }
-	conn, err := d.dial(ctx, h.addr, nil)
-	if err != nil {
-		refuse(err)
-		return hp
-	}
-	h.conn = conn
-	vars := d.vars(hostscript.Plan)
-	sess, st, err := openSession(ctx, conn, vars, h.log, nil)
-	h.mu.Lock()
-	h.sess = sess
-	h.mu.Unlock()
+	st, err := d.look(ctx, h, d.vars(hostscript.Plan))
 	if err != nil {
 		refuse(err)
 		return hp

@@ -89,18 +89,9 @@ func Releases(ctx context.Context, opts Options) ([]HostReleases, error) {
 
 func (d *deployment) releases(ctx context.Context, h *hostDeploy) HostReleases {
 	r := HostReleases{Host: h.addr.Name()}
-	conn, err := d.dial(ctx, h.addr, nil)
-	if err != nil {
-		r.Err = &HostError{Host: r.Host, Step: "connect", Err: err}
-		return r
-	}
-	h.conn = conn
 	vars := d.vars(hostscript.Status)
 	vars.AuditLog = true
-	sess, st, err := openSession(ctx, conn, vars, h.log, nil)
-	h.mu.Lock()
-	h.sess = sess
-	h.mu.Unlock()
+	st, err := d.look(ctx, h, vars)
 	if err != nil {
 		r.Err = &HostError{Host: r.Host, Step: "releases", Err: err}
 		return r

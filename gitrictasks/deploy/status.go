@@ -101,18 +101,9 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 
 func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) HostStatus {
 	s := HostStatus{Host: h.addr.Name()}
-	conn, err := d.dial(ctx, h.addr, nil)
-	if err != nil {
-		s.Err = err
-		return s
-	}
-	h.conn = conn
 	vars := d.vars(hostscript.Status)
 	vars.AuditLog = true
-	sess, st, err := openSession(ctx, conn, vars, h.log, nil)
-	h.mu.Lock()
-	h.sess = sess
-	h.mu.Unlock()
+	st, err := d.look(ctx, h, vars)
 	if err != nil {
 		s.Err = err
 		return s
@@ -130,6 +121,21 @@ func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.H
 		s.Deployed = &e
 	}
 	return s
+}
+
+// look connects to h and runs a read-only action of the host script
+// (status, plan, unlock), which reports the host's state.
+func (d *deployment) look(ctx context.Context, h *hostDeploy, vars hostscript.Vars) (hostState, error) {
+	conn, err := d.dial(ctx, h.addr, nil)
+	if err != nil {
+		return hostState{}, err
+	}
+	h.conn = conn
+	sess, st, err := openSession(ctx, conn, vars, h.log, nil)
+	h.mu.Lock()
+	h.sess = sess
+	h.mu.Unlock()
+	return st, err
 }
 
 // verdict sums the hosts up in one line.
@@ -192,22 +198,13 @@ func Unlock(ctx context.Context, opts Options) error {
 	var errs []error
 	var mu sync.Mutex
 	d.each(func(h *hostDeploy) {
-		conn, err := d.dial(ctx, h.addr, nil)
-		if err == nil {
-			h.conn = conn
-			var st hostState
-			var sess *session
-			sess, st, err = openSession(ctx, conn, d.vars(hostscript.Unlock), h.log, nil)
-			h.mu.Lock()
-			h.sess = sess
-			h.mu.Unlock()
-			switch {
-			case err != nil:
-			case st.unlocked == "-":
-				h.log.Printf("not locked")
-			default:
-				h.log.Printf("removed the lock of %s", lockHolder(st.unlocked))
-			}
+		st, err := d.look(ctx, h, d.vars(hostscript.Unlock))
+		switch {
+		case err != nil:
+		case st.unlocked == "-":
+			h.log.Printf("not locked")
+		default:
+			h.log.Printf("removed the lock of %s", lockHolder(st.unlocked))
 		}
 		if err != nil {
 			mu.Lock()
