@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -333,6 +335,41 @@ func (o *Options) Validate() error {
 			if !envName.MatchString(k) {
 				return bad("colour %s: %q is not an environment variable name", color, k)
 			}
+		}
+	}
+	// Names go into the host script as they are (export NAME=value):
+	// only variable names may.
+	names := map[string]string{}
+	for k := range o.Stage.Env {
+		names[k] = "Env"
+	}
+	for host, env := range o.Stage.HostEnv {
+		for k := range env {
+			names[k] = "HostEnv of " + host
+		}
+	}
+	for _, k := range o.Stage.Secrets {
+		names[k] = "Secrets"
+	}
+	for k, where := range names {
+		if !envName.MatchString(k) {
+			return bad("%s: %q is not an environment variable name", where, k)
+		}
+	}
+	// Shared paths are linked (and what is there removed) inside a
+	// release: they must stay inside it.
+	for _, p := range o.Stage.Shared {
+		t := strings.TrimSuffix(p, "/")
+		clean := path.Clean(t)
+		if t == "" || clean != t || path.IsAbs(t) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") ||
+			strings.ContainsAny(t, "\x00\n") || clean == ".git" || strings.HasPrefix(clean, ".git/") {
+			return bad("shared path %q: write a path inside the release, such as .env or data/ (no .., no leading /, not .git)", p)
+		}
+	}
+	if u := o.Stage.HTTPCheck; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return bad("HTTPCheck %q: write a URL as the host sees it, such as http://127.0.0.1:8080/health", u)
 		}
 	}
 	if o.Stage.Sudo != "" && !userName.MatchString(o.Stage.Sudo) {
