@@ -154,6 +154,14 @@ lock() {
 			return 0
 		fi
 		owner=$(lockowner)
+		# The takeover guard is held for a moment only: one still there
+		# after three tries was left by a taker that died; clear it.
+		if stale "$owner" && [ -d "$G/lock.takeover" ]; then
+			guarded=$((${guarded:-0} + 1))
+			[ "$guarded" -lt 3 ] || { rmdir "$G/lock.takeover" 2>/dev/null; guarded=0; }
+			sleep 1
+			continue
+		fi
 		if stale "$owner" && mkdir "$G/lock.takeover" 2>/dev/null; then
 			# One taker at a time; the owner must still be the dead one.
 			if [ "$(lockowner)" = "$owner" ]; then
