@@ -407,11 +407,24 @@ func (d *deployment) seedAll(ctx context.Context) error {
 	}
 	d.con.Printf("phase 1/2: %s %d host(s), %d at a time", verb, len(d.hosts), d.opts.Parallel)
 	// Cancelled in phase one: end every script's input, so that each one
-	// stops where it is, changes nothing and releases its lock.
+	// stops where it is, changes nothing and releases its lock. A step
+	// that goes on regardless (a release's build) is waited for closeGrace,
+	// then left to its host, which finishes it and releases its lock.
+	phaseDone := make(chan struct{})
+	defer close(phaseDone)
 	defer context.AfterFunc(ctx, func() {
 		for _, h := range d.hosts {
 			if s := h.session(); s != nil {
 				_ = s.proc.stdin.Close()
+			}
+		}
+		select {
+		case <-phaseDone:
+		case <-time.After(closeGrace):
+			for _, h := range d.hosts {
+				if s := h.session(); s != nil {
+					s.abandon()
+				}
 			}
 		}
 	})()

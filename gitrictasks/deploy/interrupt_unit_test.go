@@ -1,0 +1,54 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Ctrl-C during a phase-one build (which goes on by design) still ends the
+// deploy within mage's 5 seconds, with nothing cut over.
+func TestUnitInterruptDuringBuild(t *testing.T) {
+	f := newUnitFleet(t, 1)
+	opts := f.options()
+	opts.Stage.Mode = ModeRelease
+	marker := filepath.Join(t.TempDir(), "building")
+	opts.Stage.Build = "touch " + marker + " && sleep 30"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(marker); err == nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, opts)
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("Run did not return after the interrupt")
+	}
+	if ctx.Err() == nil {
+		t.Fatalf("the build never started: %v", err)
+	}
+	if took := time.Since(start); took > 25*time.Second {
+		t.Fatalf("Run returned %s after it started; the build was waited for", took)
+	}
+	if !errors.Is(err, ErrInterrupted) {
+		t.Errorf("Run = %v, want ErrInterrupted", err)
+	}
+	if h := f.head(t, 0, ModeRelease); h != "" {
+		t.Errorf("the host was cut over to %s", h)
+	}
+}
