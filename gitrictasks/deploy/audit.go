@@ -53,9 +53,6 @@ const (
 	ActionDeploy   Action = "deploy"
 	ActionRollback Action = "rollback"
 	ActionSwap     Action = "swap" // blue/green: live and next exchanged
-	actionStatus   Action = "status"
-	actionPlan     Action = "plan"
-	actionUnlock   Action = "unlock"
 )
 
 // rollbackTarget reads a host's audit log as a stack: each successful

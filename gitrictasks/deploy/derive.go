@@ -17,7 +17,7 @@ import (
 
 // derive makes gitric's deploy commit when the stage has artifacts or a
 // subdirectory: the commit the hosts check out instead of the source.
-func (d *deployment) derive(ctx context.Context) error {
+func (d *deployOp) derive(ctx context.Context) error {
 	st := d.opts.Stage
 	d.target = d.commit.Hash
 	if st.Artifacts == nil && st.Subdir == "" {
@@ -62,7 +62,7 @@ func (d *deployment) derive(ctx context.Context) error {
 // deploy would send every binary again. A build of the same stage that
 // runs at the same time (the directory is locked) gets a temporary
 // directory of its own.
-func (d *deployment) buildDir() (dir string, done func(), err error) {
+func (d *deployOp) buildDir() (dir string, done func(), err error) {
 	temp := func() (string, func(), error) {
 		dir, err := os.MkdirTemp("", "gitric-build-*")
 		return dir, func() { os.RemoveAll(dir) }, err
@@ -98,7 +98,7 @@ func (d *deployment) buildDir() (dir string, done func(), err error) {
 var ErrBuild = fmt.Errorf("the local build failed")
 
 // build runs the stage's local build in a clean checkout of the commit.
-func (d *deployment) build(ctx context.Context, a *Artifacts, dir string) error {
+func (d *deployOp) build(ctx context.Context, a *Artifacts, dir string) error {
 	start := time.Now()
 	if err := d.repo.Checkout(ctx, d.commit.Hash, dir); err != nil {
 		return fmt.Errorf("local build: a clean checkout of %s: %w", d.commit.Short(), err)
@@ -134,7 +134,7 @@ func (d *deployment) build(ctx context.Context, a *Artifacts, dir string) error 
 }
 
 // inSubdir keeps, with DirtyOnlyInSubdir, the paths inside Stage.Subdir.
-func (d *deployment) inSubdir(paths []string) []string {
+func (d *deployOp) inSubdir(paths []string) []string {
 	sub := strings.Trim(d.opts.Stage.Subdir, "/")
 	if sub == "" || !d.opts.Stage.DirtyOnlyInSubdir {
 		return paths

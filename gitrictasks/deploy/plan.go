@@ -79,26 +79,20 @@ func (p *Plan) Err() error {
 // per host, no lock taken, nothing written on any host. The error is the
 // plan's refusals (see Plan.Err), or what kept it from being made.
 func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
-	d, err := prepare(ctx, opts, actionPlan)
+	f, err := newFleet(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	repo, err := localrepo.Open(d.opts.Dir)
+	d, err := newDeploy(f)
 	if err != nil {
 		return nil, err
 	}
-	d.repo = repo
-	if d.commit, err = repo.Resolve(d.opts.Rev); err != nil {
-		return nil, err
-	}
+	repo := d.repo
 	p := &Plan{Commit: publicCommit(d.commit)}
 	if paths, err := repo.Changes(localrepo.StatusOptions{IgnoreUntracked: d.opts.IgnoreUntracked}); err != nil {
 		return nil, err
 	} else if len(paths) > 0 && !d.opts.AllowDirty {
 		p.Refusals = append(p.Refusals, &DirtyError{Root: repo.Root(), Paths: paths, Hint: d.opts.Hints.AllowDirty})
-	}
-	if d.shallow, err = repo.Shallow(); err != nil {
-		return nil, err
 	}
 	if _, err := readSecrets(d.opts.Stage.Secrets); err != nil {
 		p.Refusals = append(p.Refusals, err)
@@ -123,7 +117,7 @@ func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
 	return p, p.Err()
 }
 
-func (d *deployment) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) HostPlan {
+func (d *deployOp) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) HostPlan {
 	hp := HostPlan{Host: h.addr.Name(), To: d.commit.Hash.String()}
 	refuse := func(err error) { hp.Refusals = append(hp.Refusals, &HostError{Host: hp.Host, Step: "plan", Err: err}) }
 	st, err := d.look(ctx, h, d.vars(hostscript.Plan))
@@ -180,7 +174,7 @@ func (d *deployment) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex
 	if _, err := localrepo.WritePacks(ctx, cw, []localrepo.PackPart{{Repo: d.repo, Want: d.commit.Hash, Haves: haves}}); err == nil {
 		hp.Bytes = cw.count()
 	}
-	hp.Steps = d.steps(from.IsZero())
+	hp.Steps = steps(d.opts, from.IsZero())
 	return hp
 }
 
@@ -212,8 +206,8 @@ func untrackedConflicts(added, untracked []string) []string {
 }
 
 // steps are the commands a deploy runs on a host, in the mode's order.
-func (d *deployment) steps(first bool) []Step {
-	st := d.opts.Stage
+func steps(opts Options, first bool) []Step {
+	st := opts.Stage
 	var out []Step
 	add := func(name, cmd string, down bool) {
 		if cmd != "" {
@@ -254,7 +248,7 @@ func (d *deployment) steps(first bool) []Step {
 	return out
 }
 
-func (d *deployment) printPlan(p *Plan) {
+func (d *deployOp) printPlan(p *Plan) {
 	for _, e := range p.Refusals {
 		d.con.Printf("refused: %v", e)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
-	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
 )
 
 // Deployment is one deploy (or rollback) a host recorded.
@@ -33,13 +32,11 @@ type HostReleases struct {
 // Releases reads every host's deploy history (its audit log and, in
 // release mode, its release directories), read-only.
 func Releases(ctx context.Context, opts Options) ([]HostReleases, error) {
-	d, err := prepare(ctx, opts, actionStatus)
+	d, err := newFleet(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	if repo, err := localrepo.Open(d.opts.Dir); err == nil {
-		d.repo = repo
-	}
+	d.openRepo()
 	out := make([]HostReleases, len(d.hosts))
 	var wg sync.WaitGroup
 	for i, h := range d.hosts {
@@ -87,7 +84,7 @@ func Releases(ctx context.Context, opts Options) ([]HostReleases, error) {
 	return out, nil
 }
 
-func (d *deployment) releases(ctx context.Context, h *hostDeploy) HostReleases {
+func (d *fleet) releases(ctx context.Context, h *hostDeploy) HostReleases {
 	r := HostReleases{Host: h.addr.Name()}
 	vars := d.vars(hostscript.Status)
 	vars.AuditLog = true

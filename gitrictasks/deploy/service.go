@@ -43,7 +43,7 @@ func readSecrets(names []string) (map[string]string, error) {
 // host's own, the secrets. (The host script sets GITRIC_COMMIT for each
 // step: the commit that step puts in place, which for an automatic
 // rollback is the old one, not d.commit.)
-func (d *deployment) hostEnv(host string) map[string]string {
+func (d *rollout) hostEnv(host string) map[string]string {
 	env := map[string]string{}
 	for k, v := range d.opts.Stage.Env {
 		env[k] = v
@@ -198,7 +198,7 @@ func httpAttempt(ctx context.Context, client *http.Client, url, want string) err
 
 // onceHost is the host that runs the stage's Once command: the first host
 // of the "primary" role when the stage has one, else the first host.
-func (d *deployment) onceHost() *hostDeploy {
+func (d *fleet) onceHost() *hostDeploy {
 	if primary := d.opts.Stage.Roles["primary"]; len(primary) > 0 {
 		for _, h := range d.hosts {
 			if h.addr.Name() == primary[0] || h.spec == primary[0] {
@@ -210,7 +210,7 @@ func (d *deployment) onceHost() *hostDeploy {
 }
 
 // httpCheck is the cutover's HTTP check of want on h, or nil for none.
-func (d *deployment) httpCheck(h *hostDeploy, want plumbing.Hash) func() error {
+func (d *fleet) httpCheck(h *hostDeploy, want plumbing.Hash) func() error {
 	url := d.opts.Stage.HTTPCheck
 	if url == "" {
 		return func() error { return nil }

@@ -40,7 +40,7 @@ type StatusReport struct {
 
 // Status reads every host's state in parallel, read-only, and prints it.
 func Status(ctx context.Context, opts Options) (*StatusReport, error) {
-	d, err := prepare(ctx, opts, actionStatus)
+	d, err := newFleet(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func Status(ctx context.Context, opts Options) (*StatusReport, error) {
 	return rep, nil
 }
 
-func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) HostStatus {
+func (d *fleet) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) HostStatus {
 	s := HostStatus{Host: h.addr.Name()}
 	vars := d.vars(hostscript.Status)
 	vars.AuditLog = true
@@ -125,18 +125,6 @@ func (d *deployment) status(ctx context.Context, h *hostDeploy, local plumbing.H
 
 // look connects to h and runs a read-only action of the host script
 // (status, plan, unlock), which reports the host's state.
-func (d *deployment) look(ctx context.Context, h *hostDeploy, vars hostscript.Vars) (hostState, error) {
-	conn, err := d.dial(ctx, h.addr, nil)
-	if err != nil {
-		return hostState{}, err
-	}
-	h.conn = conn
-	sess, st, err := openSession(ctx, conn, vars, h.log, nil)
-	h.mu.Lock()
-	h.sess = sess
-	h.mu.Unlock()
-	return st, err
-}
 
 // verdict sums the hosts up in one line.
 func verdict(rep *StatusReport) string {
@@ -191,7 +179,7 @@ func verdict(rep *StatusReport) string {
 // behind by a deploy that can no longer release it. (A lock whose holder
 // died is taken over by the next deploy by itself.)
 func Unlock(ctx context.Context, opts Options) error {
-	d, err := prepare(ctx, opts, actionUnlock)
+	d, err := newFleet(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -59,10 +59,11 @@ w7                   -        -               -         -  failed
 		for _, r := range rows {
 			opts.Stage.Hosts = append(opts.Stage.Hosts, r.host)
 		}
-		d, err := prepare(context.Background(), opts, ActionDeploy)
+		f, err := newFleet(context.Background(), opts)
 		if err != nil {
 			t.Fatal(err)
 		}
+		d := &rollout{fleet: f}
 		for i, h := range d.hosts {
 			h.res = rows[i].res
 			h.res.Host = rows[i].host
