@@ -517,6 +517,24 @@ func TestServiceSecrets(t *testing.T) {
 		return nil
 	})
 
+	// A rollback starts the service too: with the secret, masked again.
+	if err := os.Remove(filepath.Join(f.target, "secret.out")); err != nil {
+		t.Fatal(err)
+	}
+	f.src.Commit(t, "second", map[string]string{"index.html": "v2\n"})
+	opts.Message = ""
+	f.deploy(t, opts)
+	f.out.Reset()
+	if _, err := deploy.Rollback(context.Background(), opts); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	if got := f.targetFile(t, "secret.out"); got != value {
+		t.Errorf("the start command of the rollback saw the secret as %q", got)
+	}
+	if out := f.out.String(); strings.Contains(out, value) || !strings.Contains(out, "the token is ***") {
+		t.Errorf("the rollback output does not mask the secret:\n%s", out)
+	}
+
 	t.Run("missing secret", func(t *testing.T) {
 		opts := f.options()
 		opts.Stage.Path = filepath.Join(t.TempDir(), "never")
