@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/stream"
 )
 
 // packs writes the pack for a deploy's hosts. With one host the pack is
@@ -86,7 +87,7 @@ func (p *packs) make(ctx context.Context, haves []plumbing.Hash) (localrepo.Pack
 	// and the file is gone whenever the process ends, however it ends.
 	_ = os.Remove(tmp.Name())
 	bw := bufio.NewWriterSize(tmp, 256<<10)
-	cw := &countingWriter{w: bw}
+	cw := &stream.Counter{W: bw}
 	stats, err := localrepo.WritePacks(ctx, cw, p.parts(haves))
 	if err == nil {
 		err = bw.Flush()
@@ -95,7 +96,7 @@ func (p *packs) make(ctx context.Context, haves []plumbing.Hash) (localrepo.Pack
 		tmp.Close()
 		return stats, nil, 0, err
 	}
-	return stats, tmp, cw.count(), nil
+	return stats, tmp, cw.Count(), nil
 }
 
 // remove closes the temporary files.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/stream"
 )
 
 // Plan is what a deploy would do on each host, and every refusal it would
@@ -170,9 +170,9 @@ func (d *deployOp) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) 
 	if !st.head.IsZero() {
 		haves = append(haves, st.head)
 	}
-	cw := &countingWriter{w: io.Discard}
+	cw := &stream.Counter{}
 	if _, err := localrepo.WritePacks(ctx, cw, []localrepo.PackPart{{Repo: d.repo, Want: d.commit.Hash, Haves: haves}}); err == nil {
-		hp.Bytes = cw.count()
+		hp.Bytes = cw.Count()
 	}
 	hp.Steps = steps(d.opts, from.IsZero())
 	return hp

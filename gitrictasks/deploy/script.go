@@ -18,6 +18,7 @@ import (
 	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/receivepack"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/stream"
 )
 
 // seedRef is where a push puts the commit on a host: a ref of gitric's own,
@@ -97,7 +98,7 @@ type session struct {
 	sudo  string
 	// stderrDone is closed when the host's stderr has been copied out.
 	stderrDone chan struct{}
-	stderr     tailWriter
+	stderr     stream.Tail
 
 	timedOut atomic.Pointer[string] // what a wait was for when its bound ran out
 	waitOnce sync.Once
@@ -135,7 +136,7 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 	if err != nil {
 		return nil, hostState{}, err
 	}
-	s := &session{proc: p, dec: hostscript.NewDecoder(p.stdout, token), token: token, log: log, sudo: vars.Sudo, stderrDone: make(chan struct{})}
+	s := &session{proc: p, dec: hostscript.NewDecoder(p.stdout, token), token: token, log: log, sudo: vars.Sudo, stderrDone: make(chan struct{}), stderr: stream.Tail{Max: 2 << 10}}
 	go func() {
 		defer close(s.stderrDone)
 		out := newMasker(io.MultiWriter(log, &s.stderr), secrets)
@@ -366,7 +367,7 @@ const idleTimeout = 2 * time.Minute
 // the new commit would overwrite.
 func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.Hash, pack packFunc, progress io.Writer) (seedStats, error) {
 	var st seedStats
-	cw := &countingWriter{w: s.proc.stdin}
+	cw := &stream.Counter{W: s.proc.stdin}
 	stop := s.watchProgress(cw)
 	defer stop()
 	conn := receivepack.Conn{In: cw, Out: s.dec.Reader(), Abort: func() { _ = s.proc.stdin.Close() }}
@@ -385,7 +386,7 @@ func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.H
 	if !head.IsZero() {
 		haves = append(haves, head)
 	}
-	start := cw.count()
+	start := cw.Count()
 	err = p.Send(ctx, updates, func(w io.Writer) error {
 		var total atomic.Int64
 		stopMeter := s.meter(cw, &total)
@@ -394,7 +395,7 @@ func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.H
 		st.commits, st.objects, perr = pack(w, haves, total.Store)
 		return perr
 	}, progress)
-	st.bytes = cw.count() - start
+	st.bytes = cw.Count() - start
 	if err != nil {
 		return st, s.pushError(err)
 	}
@@ -537,7 +538,7 @@ func (s *session) pushError(err error) error {
 // watchProgress closes the session when the push makes no progress for
 // idleTimeout (keepalives catch a dead connection; this, a live one whose
 // other end stopped reading).
-func (s *session) watchProgress(cw *countingWriter) (stop func()) {
+func (s *session) watchProgress(cw *stream.Counter) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		last, since := int64(-1), time.Now()
@@ -548,7 +549,7 @@ func (s *session) watchProgress(cw *countingWriter) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if n := cw.count(); n != last {
+				if n := cw.Count(); n != last {
 					last, since = n, time.Now()
 				} else if time.Since(since) > idleTimeout {
 					what := "the host to take the pack"
@@ -565,9 +566,9 @@ func (s *session) watchProgress(cw *countingWriter) (stop func()) {
 // meter shows the push's progress while it lasts: bytes sent, rate and the
 // expected total, redrawn every second on a terminal, a line every five
 // seconds elsewhere, nothing in JSON mode.
-func (s *session) meter(cw *countingWriter, total *atomic.Int64) (stop func()) {
+func (s *session) meter(cw *stream.Counter, total *atomic.Int64) (stop func()) {
 	done := make(chan struct{})
-	start, base := time.Now(), cw.count()
+	start, base := time.Now(), cw.Count()
 	every := 5 * time.Second
 	if s.log.Live() {
 		every = time.Second
@@ -581,7 +582,7 @@ func (s *session) meter(cw *countingWriter, total *atomic.Int64) (stop func()) {
 				s.log.Progress("")
 				return
 			case <-t.C:
-				n := cw.count() - base
+				n := cw.Count() - base
 				msg := fmt.Sprintf("seeding: %s", byteSize(n))
 				if all := total.Load(); all > 0 {
 					msg += fmt.Sprintf(" of ~%s (%d%%)", byteSize(all), min(100, n*100/all))
@@ -790,42 +791,6 @@ func (s *session) logAudit(e AuditEntry) error {
 		_, err := s.expect(hostscript.WordLogged)
 		return err
 	})
-}
-
-// countingWriter counts what goes through it.
-type countingWriter struct {
-	w io.Writer
-	n atomic.Int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-func (c *countingWriter) count() int64 { return c.n.Load() }
-
-// tailWriter keeps the last 2 KiB written to it.
-type tailWriter struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if n := len(t.buf) - 2048; n > 0 {
-		t.buf = t.buf[n:]
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }
 
 func clip(s string, n int) string {

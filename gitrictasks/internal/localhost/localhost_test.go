@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitric/gitric/gitrictasks/internal/stream"
 )
 
 func startServer(t *testing.T) *Server {
@@ -367,13 +369,6 @@ func (zeroReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-type countWriter struct{ n int64 }
-
-func (w *countWriter) Write(p []byte) (int, error) {
-	w.n += int64(len(p))
-	return len(p), nil
-}
-
 func TestStdinStreaming(t *testing.T) {
 	srv := startServer(t)
 	c := dial(t, srv)
@@ -394,14 +389,14 @@ func TestOutputStreaming(t *testing.T) {
 	c := dial(t, srv)
 	s := newSession(t, c)
 	const size = 20 << 20
-	var stdout, stderr countWriter
+	var stdout, stderr stream.Counter
 	s.Stdout, s.Stderr = &stdout, &stderr
 	cmd := fmt.Sprintf("head -c %d /dev/zero; head -c %d /dev/zero >&2", size, size/2)
 	if err := s.Run(cmd); err != nil {
 		t.Fatal(err)
 	}
-	if stdout.n != size || stderr.n != size/2 {
-		t.Errorf("got %d bytes stdout, %d stderr; want %d, %d", stdout.n, stderr.n, size, size/2)
+	if stdout.Count() != size || stderr.Count() != size/2 {
+		t.Errorf("got %d bytes stdout, %d stderr; want %d, %d", stdout.Count(), stderr.Count(), size, size/2)
 	}
 }
 

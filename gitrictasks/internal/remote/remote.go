@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitric/gitric/gitrictasks/internal/stream"
 )
 
 // Defaults for what neither Config nor ssh_config sets.
@@ -336,7 +338,7 @@ type Process struct {
 	name   string
 	host   *Host
 	sess   *ssh.Session
-	stderr *tailBuffer
+	stderr *stream.Tail
 	done   func() bool
 }
 
@@ -427,7 +429,7 @@ func (h *Host) Run(ctx context.Context, name, cmd string, stdin io.Reader, stdou
 	if err != nil {
 		return err
 	}
-	p.stderr = &tailBuffer{max: 4 << 10}
+	p.stderr = &stream.Tail{Max: 4 << 10}
 	var wg sync.WaitGroup
 	copyOut := func(dst io.Writer, src io.Reader) {
 		defer wg.Done()
@@ -463,27 +465,4 @@ func orDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }
