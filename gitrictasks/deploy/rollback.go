@@ -84,15 +84,21 @@ func (d *rollbackOp) pick(h *hostDeploy, st hostState) error {
 		h.res.Outcome = OutcomeRefused
 		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: the host's audit log records no earlier successful deploy", ErrNoPrevious)}
 	}
-	h.to = plumbing.NewHash(prev)
+	d.aim(h, st, prev)
+	return nil
+}
+
+// aim makes checkout (a commit the host's audit log records as deployed)
+// the host's target.
+func (d *rollbackOp) aim(h *hostDeploy, st hostState, checkout string) {
+	h.to = plumbing.NewHash(checkout)
 	h.toSrc = sourceFor(st.audit, h.to)
 	if h.to == st.head {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.describe(h.toSrc))
-		return nil
+		return
 	}
 	h.log.Printf("will roll back from %s to %s", d.describe(h.fromSrc), d.describe(h.toSrc))
-	return nil
 }
 
 // ErrNeverDeployed means a rollback target is not a deploy the host had.
@@ -129,13 +135,6 @@ func (d *rollbackOp) rollbackTo(h *hostDeploy, st hostState) error {
 		h.res.Outcome = OutcomeRefused
 		return &HostError{Host: name, Step: "prepare", Err: fmt.Errorf("%w: %s: the host's audit log records no successful deploy of it; see: %s", ErrNeverDeployed, rev, d.opts.Hints.Releases)}
 	}
-	h.to = plumbing.NewHash(checkout)
-	h.toSrc = sourceFor(st.audit, h.to)
-	if h.to == st.head {
-		h.res.Skipped = true
-		h.log.Printf("already on %s; nothing to do", d.describe(h.toSrc))
-		return nil
-	}
-	h.log.Printf("will roll back from %s to %s", d.describe(h.fromSrc), d.describe(h.toSrc))
+	d.aim(h, st, checkout)
 	return nil
 }
