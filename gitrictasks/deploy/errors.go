@@ -72,7 +72,7 @@ type NonFastForwardError struct {
 
 func (e *NonFastForwardError) Error() string {
 	return fmt.Sprintf("%s is a non-fast-forward push to %s: the host is on %s, which it does not contain. "+
-		"The seed was aborted and the host left as it was, so you don't lose information. "+
+		"Nothing was pushed and the host is as it was, so no history is lost. "+
 		"If you are doing this intentionally (a rollback, an amended commit), force it: %s",
 		e.Commit, e.Host, e.Current, e.Hint)
 }
