@@ -26,8 +26,8 @@ import (
 // deploy.Stage.
 type StageConfig = deploy.Stage
 
-// Settings apply to every stage (give them to Configure); deploy.Options
-// says more of each. The GITRIC_* environment variables beat them.
+// Settings apply to every stage (give them to Configure);
+// deploy.Options and deploy.RolloutOptions say more of each. The GITRIC_* environment variables beat them.
 type Settings struct {
 	// SSH says how to connect and whom to trust: known_hosts files,
 	// identities, keys in memory, ssh_config, timeouts.
@@ -235,7 +235,7 @@ func Ref(ref string) { set("ref", func(s *state) { s.rev = ref }) }
 //	mage gitric:allowDirty gitric:ref v1.2.0 gitric:prod gitric:only web gitric:deploy
 //	GITRIC_BATCH=25% GITRIC_OUTPUT=json mage gitric:prod gitric:deploy
 func Deploy(ctx context.Context) error {
-	return withOptions(ctx, "deploy", func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "deploy", func(ctx context.Context, opts deploy.DeployOptions) error {
 		_, err := deploy.Run(ctx, opts)
 		return err
 	})
@@ -255,8 +255,8 @@ func Deploy(ctx context.Context) error {
 //	mage gitric:prod gitric:rollback
 //	mage gitric:ref v1.4.2 gitric:prod gitric:rollback
 func Rollback(ctx context.Context) error {
-	return withOptions(ctx, "rollback", func(ctx context.Context, opts deploy.Options) error {
-		_, err := deploy.Rollback(ctx, opts)
+	return withOptions(ctx, "rollback", func(ctx context.Context, opts deploy.DeployOptions) error {
+		_, err := deploy.Rollback(ctx, deploy.RollbackOptions{Options: opts.Options, RolloutOptions: opts.RolloutOptions, Rev: opts.Rev, DiscardEdits: opts.DiscardEdits})
 		return err
 	})
 }
@@ -269,8 +269,8 @@ func Rollback(ctx context.Context) error {
 //
 //	mage gitric:stage shop gitric:swap
 func Swap(ctx context.Context) error {
-	return withOptions(ctx, "swap", func(ctx context.Context, opts deploy.Options) error {
-		_, err := deploy.Swap(ctx, opts)
+	return withOptions(ctx, "swap", func(ctx context.Context, opts deploy.DeployOptions) error {
+		_, err := deploy.Swap(ctx, deploy.SwapOptions{Options: opts.Options, RolloutOptions: opts.RolloutOptions})
 		return err
 	})
 }
@@ -284,8 +284,8 @@ func Swap(ctx context.Context) error {
 //
 //	mage gitric:prod gitric:status
 func Status(ctx context.Context) error {
-	return withOptions(ctx, "status", func(ctx context.Context, opts deploy.Options) error {
-		_, err := deploy.Status(ctx, opts)
+	return withOptions(ctx, "status", func(ctx context.Context, opts deploy.DeployOptions) error {
+		_, err := deploy.Status(ctx, deploy.StatusOptions{Options: opts.Options, Rev: opts.Rev})
 		return err
 	})
 }
@@ -304,7 +304,7 @@ func Status(ctx context.Context) error {
 //	mage gitric:prod gitric:plan
 //	mage gitric:ref v1.4.2 gitric:prod gitric:plan
 func Plan(ctx context.Context) error {
-	return withOptions(ctx, "plan", func(ctx context.Context, opts deploy.Options) error {
+	return withOptions(ctx, "plan", func(ctx context.Context, opts deploy.DeployOptions) error {
 		_, err := deploy.MakePlan(ctx, opts)
 		return err
 	})
@@ -320,8 +320,8 @@ func Plan(ctx context.Context) error {
 //
 //	mage gitric:prod gitric:releases
 func Releases(ctx context.Context) error {
-	return withOptions(ctx, "releases", func(ctx context.Context, opts deploy.Options) error {
-		_, err := deploy.Releases(ctx, opts)
+	return withOptions(ctx, "releases", func(ctx context.Context, opts deploy.DeployOptions) error {
+		_, err := deploy.Releases(ctx, opts.Options)
 		return err
 	})
 }
@@ -336,15 +336,15 @@ func Releases(ctx context.Context) error {
 //
 //	mage gitric:prod gitric:unlock
 func Unlock(ctx context.Context) error {
-	return withOptions(ctx, "unlock", func(ctx context.Context, opts deploy.Options) error {
-		return deploy.Unlock(ctx, opts)
+	return withOptions(ctx, "unlock", func(ctx context.Context, opts deploy.DeployOptions) error {
+		return deploy.Unlock(ctx, opts.Options)
 	})
 }
 
 // withOptions runs the action fn with the options the earlier targets
 // chose, printing through the console, and stops it on SIGTERM, SIGHUP or
 // when mage is gone, as on Ctrl-C.
-func withOptions(ctx context.Context, name string, fn func(context.Context, deploy.Options) error) error {
+func withOptions(ctx context.Context, name string, fn func(context.Context, deploy.DeployOptions) error) error {
 	set(name, func(*state) {})
 	con := console.New(os.Stdout, console.Options{JSON: jsonOutput()})
 	err := func() error {
@@ -393,7 +393,7 @@ var ErrNoStage = errors.New("no stage chosen")
 // options turns the state into deploy options for the action that ran
 // last. For the local stage it starts the embedded SSH server; cleanup
 // stops it.
-func (s *state) options(ctx context.Context, con *console.Console) (deploy.Options, func(), error) {
+func (s *state) options(ctx context.Context, con *console.Console) (deploy.DeployOptions, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nothing := func() {}
@@ -405,7 +405,7 @@ func (s *state) options(ctx context.Context, con *console.Console) (deploy.Optio
 	ours, cur := c.ours(s.ran)
 	if cur >= 0 {
 		if err := checkOrder(c, ours); err != nil {
-			return deploy.Options{}, nothing, err
+			return deploy.DeployOptions{}, nothing, err
 		}
 	}
 	if s.stage == "" {
@@ -413,39 +413,43 @@ func (s *state) options(ctx context.Context, con *console.Console) (deploy.Optio
 		if cur >= 0 {
 			hint = withSetter(c, ours, cur, "prod")
 		}
-		return deploy.Options{}, nothing, fmt.Errorf("%w: put a stage target before %s, e.g. %s (stages: %s)", ErrNoStage, act, hint, s.stageNames())
+		return deploy.DeployOptions{}, nothing, fmt.Errorf("%w: put a stage target before %s, e.g. %s (stages: %s)", ErrNoStage, act, hint, s.stageNames())
 	}
 	stage, ok := s.stages[s.stage]
 	if !ok && s.stage != LocalStage {
-		return deploy.Options{}, nothing, fmt.Errorf("stage %q is not defined (stages: %s): call gitrictasks.SetStage(%q, gitrictasks.StageConfig{...}) in your magefile's init", s.stage, s.stageNames(), s.stage)
+		return deploy.DeployOptions{}, nothing, fmt.Errorf("stage %q is not defined (stages: %s): call gitrictasks.SetStage(%q, gitrictasks.StageConfig{...}) in your magefile's init", s.stage, s.stageNames(), s.stage)
 	}
 	stage.Name = s.stage
 	set := s.settings
-	opts := deploy.Options{
-		Stage:           stage,
-		Role:            s.role,
+	opts := deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage:    stage,
+			Role:     s.role,
+			SSH:      set.SSH,
+			Parallel: set.Parallel,
+			Out:      os.Stdout,
+			Verbose:  mg.Verbose(),
+			JSON:     jsonOutput(),
+		},
+		RolloutOptions: deploy.RolloutOptions{
+			Message:        s.message,
+			Batch:          set.Batch,
+			NoRollback:     set.NoRollback,
+			StopTimeout:    set.StopTimeout,
+			StartTimeout:   set.StartTimeout,
+			CheckTimeout:   set.CheckTimeout,
+			CutoverTimeout: set.CutoverTimeout,
+			LockWait:       set.LockWait,
+			BuildTimeout:   set.BuildTimeout,
+			OnceTimeout:    set.OnceTimeout,
+			Hooks:          set.Hooks,
+		},
 		Rev:             s.rev,
 		AllowDirty:      s.allowDirty,
 		ForcePush:       s.forcePush,
 		IgnoreUntracked: set.IgnoreUntracked || s.ignoreUntracked,
 		DiscardEdits:    s.discardEdits,
 		TakeOver:        s.takeOver,
-		Message:         s.message,
-		SSH:             set.SSH,
-		Parallel:        set.Parallel,
-		Batch:           set.Batch,
-		NoRollback:      set.NoRollback,
-		StopTimeout:     set.StopTimeout,
-		StartTimeout:    set.StartTimeout,
-		CheckTimeout:    set.CheckTimeout,
-		CutoverTimeout:  set.CutoverTimeout,
-		LockWait:        set.LockWait,
-		BuildTimeout:    set.BuildTimeout,
-		OnceTimeout:     set.OnceTimeout,
-		Hooks:           set.Hooks,
-		Out:             os.Stdout,
-		Verbose:         mg.Verbose(),
-		JSON:            jsonOutput(),
 	}
 	if cur >= 0 {
 		opts.Hints = deploy.Hints{
@@ -555,7 +559,7 @@ func splitHosts(v string) []string {
 
 // localOptions points opts at an embedded SSH server rooted in the
 // repository's .gitric/local directory.
-func localOptions(ctx context.Context, con *console.Console, opts deploy.Options) (deploy.Options, func(), error) {
+func localOptions(ctx context.Context, con *console.Console, opts deploy.DeployOptions) (deploy.DeployOptions, func(), error) {
 	repo, err := localrepo.Open(".")
 	if err != nil {
 		return opts, func() {}, err

@@ -28,12 +28,12 @@ func TestOptionsFromTargets(t *testing.T) {
 		name    string
 		targets func()
 		env     map[string]string
-		check   func(t *testing.T, o deploy.Options)
+		check   func(t *testing.T, o deploy.DeployOptions)
 		err     string
 	}{
 		{"no stage", func() {}, nil, nil, "mage prod deploy"},
 		{"undefined stage", func() { Stage("staging") }, nil, nil, `SetStage("staging"`},
-		{"prod", Prod, nil, func(t *testing.T, o deploy.Options) {
+		{"prod", Prod, nil, func(t *testing.T, o deploy.DeployOptions) {
 			if o.Stage.Name != "prod" || o.Stage.Hosts[0] != "deploy@web1" || o.AllowDirty || o.ForcePush {
 				t.Errorf("%+v", o)
 			}
@@ -41,7 +41,7 @@ func TestOptionsFromTargets(t *testing.T) {
 				t.Errorf("hints %+v", o.Hints)
 			}
 		}, ""},
-		{"flags carry into hints", func() { AllowDirty(); Ref("v1"); Only("web"); Prod() }, nil, func(t *testing.T, o deploy.Options) {
+		{"flags carry into hints", func() { AllowDirty(); Ref("v1"); Only("web"); Prod() }, nil, func(t *testing.T, o deploy.DeployOptions) {
 			if !o.AllowDirty || o.Rev != "v1" || o.Role != "web" {
 				t.Errorf("%+v", o)
 			}
@@ -50,7 +50,7 @@ func TestOptionsFromTargets(t *testing.T) {
 			}
 		}, ""},
 		{"environment", Prod, map[string]string{"GITRIC_HOSTS": "a@h1, b@h2:2222", "GITRIC_BATCH": "50%", "GITRIC_PARALLEL": "3", "GITRIC_OUTPUT": "json", "GITRIC_IDENTITY": "/k"},
-			func(t *testing.T, o deploy.Options) {
+			func(t *testing.T, o deploy.DeployOptions) {
 				if strings.Join(o.Stage.Hosts, ",") != "a@h1,b@h2:2222" || o.Batch != "50%" || o.Parallel != 3 || !o.JSON || o.SSH.IdentityFiles[0] != "/k" {
 					t.Errorf("%+v", o)
 				}

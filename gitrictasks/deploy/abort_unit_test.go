@@ -20,14 +20,14 @@ func TestUnitAbortChangesNothing(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		mode   Mode
-		setup  func(t *testing.T, f *unitFleet, o *Options)
+		setup  func(t *testing.T, f *unitFleet, o *DeployOptions)
 		failed string // the host that failed, "" for none
 		want   error  // errors.Is the deploy's error
 		in     string // and its text holds this
 	}{
 		{
 			name: "a path that cannot be created", failed: "h2", want: hostscript.ErrScript, in: "cannot create the repository path",
-			setup: func(t *testing.T, f *unitFleet, o *Options) {
+			setup: func(t *testing.T, f *unitFleet, o *DeployOptions) {
 				// A file where the deploy root would go.
 				if err := os.WriteFile(f.target(1), []byte("in the way\n"), 0o644); err != nil {
 					t.Fatal(err)
@@ -36,7 +36,7 @@ func TestUnitAbortChangesNothing(t *testing.T) {
 		},
 		{
 			name: "a failing Before hook", want: ErrHook, in: "change freeze",
-			setup: func(t *testing.T, f *unitFleet, o *Options) {
+			setup: func(t *testing.T, f *unitFleet, o *DeployOptions) {
 				o.Hooks.Before = func(ctx context.Context, p *Plan) error {
 					if len(p.Hosts) != 3 {
 						t.Errorf("Before got %d hosts", len(p.Hosts))
@@ -47,11 +47,11 @@ func TestUnitAbortChangesNothing(t *testing.T) {
 		},
 		{
 			name: "a failing run-once command", failed: "h1", in: "the run-once command failed (exit status 3)",
-			setup: func(t *testing.T, f *unitFleet, o *Options) { o.Stage.Once = "exit 3" },
+			setup: func(t *testing.T, f *unitFleet, o *DeployOptions) { o.Stage.Once = "exit 3" },
 		},
 		{
 			name: "a failing build on one host (release mode)", mode: ModeRelease, failed: "h2", in: "the build failed (exit status 1)",
-			setup: func(t *testing.T, f *unitFleet, o *Options) { o.Stage.Build = `test "$HOST" != h2` },
+			setup: func(t *testing.T, f *unitFleet, o *DeployOptions) { o.Stage.Build = `test "$HOST" != h2` },
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {

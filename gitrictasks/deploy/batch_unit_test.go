@@ -46,7 +46,7 @@ func TestUnitBatchSize(t *testing.T) {
 			t.Errorf("batchSize(%q, %d) = %d, want %d", c.spec, c.n, got, c.want)
 		}
 		if c.bad {
-			o := Options{Stage: Stage{Name: "s", Hosts: []string{"h"}, Path: "app"}, Batch: c.spec}
+			o := DeployOptions{Options: Options{Stage: Stage{Name: "s", Hosts: []string{"h"}, Path: "app"}}, RolloutOptions: RolloutOptions{Batch: c.spec}}
 			if err := o.Validate(); err == nil {
 				t.Errorf("Validate accepts Batch %q", c.spec)
 			}

@@ -64,8 +64,11 @@ type Result struct {
 // ends the rollout: its failed hosts go back to their previous commit
 // (unless opts.NoRollback) and later hosts are not touched. Every host's
 // audit log, written by the host at each switch, records what happened.
-func Run(ctx context.Context, opts Options) (*Result, error) {
-	f, err := newFleet(ctx, opts)
+func Run(ctx context.Context, opts DeployOptions) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := newFleet(ctx, settings(opts))
 	if err != nil {
 		return nil, err
 	}

@@ -40,24 +40,26 @@ func newFixture(t *testing.T, sshd sshdtest.Options) *fixture {
 	return f
 }
 
-func (f *fixture) options() deploy.Options {
-	return deploy.Options{
-		Stage: deploy.Stage{
-			Name:  "test",
-			Hosts: []string{f.srv.User + "@" + f.srv.Addr},
-			Path:  f.target,
+func (f *fixture) options() deploy.DeployOptions {
+	return deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage: deploy.Stage{
+				Name:  "test",
+				Hosts: []string{f.srv.User + "@" + f.srv.Addr},
+				Path:  f.target,
+			},
+			Dir: f.src.Dir,
+			SSH: deploy.SSH{
+				KnownHostsFiles: []string{f.srv.KnownHostsFile},
+				IdentityFiles:   []string{f.srv.ClientKeyFile},
+				IdentitiesOnly:  true,
+			},
+			Out: f.out,
 		},
-		Dir: f.src.Dir,
-		SSH: deploy.SSH{
-			KnownHostsFiles: []string{f.srv.KnownHostsFile},
-			IdentityFiles:   []string{f.srv.ClientKeyFile},
-			IdentitiesOnly:  true,
-		},
-		Out: f.out,
 	}
 }
 
-func (f *fixture) deploy(t *testing.T, opts deploy.Options) *deploy.Result {
+func (f *fixture) deploy(t *testing.T, opts deploy.DeployOptions) *deploy.Result {
 	t.Helper()
 	res, err := deploy.Run(context.Background(), opts)
 	if err != nil {
@@ -297,30 +299,30 @@ func TestRefusals(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		change func(o *deploy.Options)
+		change func(o *deploy.DeployOptions)
 		is     error
 		says   []string
 	}{
-		{"unknown host key", func(o *deploy.Options) { o.SSH.KnownHostsFiles = []string{emptyKnownHosts} },
+		{"unknown host key", func(o *deploy.DeployOptions) { o.SSH.KnownHostsFiles = []string{emptyKnownHosts} },
 			remote.ErrHostKeyUnknown, []string{f.srv.HostKeyFingerprint, "ssh-keyscan"}},
-		{"changed host key", func(o *deploy.Options) { o.SSH.KnownHostsFiles = []string{changedKnownHosts} },
+		{"changed host key", func(o *deploy.DeployOptions) { o.SSH.KnownHostsFiles = []string{changedKnownHosts} },
 			remote.ErrHostKeyChanged, []string{f.srv.HostKeyFingerprint, changedKnownHosts + ":1", "ssh-keygen -R"}},
-		{"wrong client key", func(o *deploy.Options) { o.SSH.IdentityFiles = []string{otherKey} },
+		{"wrong client key", func(o *deploy.DeployOptions) { o.SSH.IdentityFiles = []string{otherKey} },
 			remote.ErrAuth, []string{f.srv.User, "authorized_keys"}},
-		{"connection refused", func(o *deploy.Options) { o.Stage.Hosts = []string{"root@" + closed} },
+		{"connection refused", func(o *deploy.DeployOptions) { o.Stage.Hosts = []string{"root@" + closed} },
 			remote.ErrUnreachable, []string{closed}},
-		{"no answer", func(o *deploy.Options) {
+		{"no answer", func(o *deploy.DeployOptions) {
 			o.Stage.Hosts = []string{"root@" + silent}
 			o.SSH.ConnectTimeout = 500 * time.Millisecond
 		}, remote.ErrUnreachable, []string{"500ms"}},
-		{"unknown ref", func(o *deploy.Options) { o.Rev = "no-such-tag" }, nil, []string{"no-such-tag", "unknown revision"}},
-		{"not a repository", func(o *deploy.Options) { o.Dir = t.TempDir() }, nil, []string{"not inside a git repository"}},
-		{"path not creatable", func(o *deploy.Options) { o.Stage.Path = filepath.Join(fileInTheWay, "app") },
+		{"unknown ref", func(o *deploy.DeployOptions) { o.Rev = "no-such-tag" }, nil, []string{"no-such-tag", "unknown revision"}},
+		{"not a repository", func(o *deploy.DeployOptions) { o.Dir = t.TempDir() }, nil, []string{"not inside a git repository"}},
+		{"path not creatable", func(o *deploy.DeployOptions) { o.Stage.Path = filepath.Join(fileInTheWay, "app") },
 			deploy.ErrScript, []string{"repository path"}},
-		{"path not empty and not a repository", func(o *deploy.Options) { o.Stage.Path = notEmpty },
+		{"path not empty and not a repository", func(o *deploy.DeployOptions) { o.Stage.Path = notEmpty },
 			deploy.ErrScript, []string{"repository path"}},
-		{"bad host", func(o *deploy.Options) { o.Stage.Hosts = []string{"root@host:99999"} }, deploy.ErrInvalidOptions, []string{"port"}},
-		{"no hosts", func(o *deploy.Options) { o.Stage.Hosts = nil }, deploy.ErrInvalidOptions, []string{"GITRIC_HOSTS"}},
+		{"bad host", func(o *deploy.DeployOptions) { o.Stage.Hosts = []string{"root@host:99999"} }, deploy.ErrInvalidOptions, []string{"port"}},
+		{"no hosts", func(o *deploy.DeployOptions) { o.Stage.Hosts = nil }, deploy.ErrInvalidOptions, []string{"GITRIC_HOSTS"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -361,4 +363,17 @@ func TestNoGitOnTarget(t *testing.T) {
 	if !strings.Contains(err.Error(), "apt-get install git") {
 		t.Errorf("the error does not say how to install git: %v", err)
 	}
+}
+
+// The options of the other operations, from a test's deploy options.
+func rollbackOptions(o deploy.DeployOptions) deploy.RollbackOptions {
+	return deploy.RollbackOptions{Options: o.Options, RolloutOptions: o.RolloutOptions, Rev: o.Rev, DiscardEdits: o.DiscardEdits}
+}
+
+func swapOptions(o deploy.DeployOptions) deploy.SwapOptions {
+	return deploy.SwapOptions{Options: o.Options, RolloutOptions: o.RolloutOptions}
+}
+
+func statusOptions(o deploy.DeployOptions) deploy.StatusOptions {
+	return deploy.StatusOptions{Options: o.Options, Rev: o.Rev}
 }

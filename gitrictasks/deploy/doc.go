@@ -5,22 +5,29 @@
 //
 // # Operations
 //
-// Each operation takes an Options and reports a result:
+// Each operation takes its own options type, with Validate, and reports a
+// result. Options (the stage, how to reach its hosts, where the output
+// goes) are in every one of them; RolloutOptions (message, batches,
+// timeouts, hooks) in those that change hosts:
 //
-//   - Run deploys Options.Rev (HEAD by default) to every host of
-//     Options.Stage: a *Result, and an error naming every host that failed.
-//   - MakePlan says what Run would do and what would refuse it, read-only.
-//   - Rollback puts every host back on its previous deploy, or on the one
-//     of Options.Rev (a commit, a tag, a release directory).
-//   - Swap exchanges live and next on a blue/green stage.
-//   - Status reports what every host runs, its lock, its edits and drift.
-//   - Releases lists every host's deploy history.
-//   - Unlock removes a lock that a deploy left behind.
+//   - Run(DeployOptions) deploys DeployOptions.Rev (HEAD by default) to
+//     every host of Options.Stage: a *Result, and an error naming every
+//     host that failed.
+//   - MakePlan(DeployOptions) says what Run would do and what would
+//     refuse it, read-only.
+//   - Rollback(RollbackOptions) puts every host back on its previous
+//     deploy, or on the one of RollbackOptions.Rev (a commit, a tag, a
+//     release directory).
+//   - Swap(SwapOptions) exchanges live and next on a blue/green stage.
+//   - Status(StatusOptions) reports what every host runs, its lock, its
+//     edits and drift from StatusOptions.Rev.
+//   - Releases(Options) lists every host's deploy history.
+//   - Unlock(Options) removes a lock that a deploy left behind.
 //
 // # How a deploy goes
 //
 // Before it contacts any host, Run checks the options, resolves the commit
-// and checks the local working copy (Options.AllowDirty, IgnoreUntracked),
+// and checks the local working copy (DeployOptions.AllowDirty, IgnoreUntracked),
 // the clone (a shallow or partial clone is refused, with the fix), the
 // secrets and the host list (a machine listed twice is refused). It builds
 // Stage.Artifacts locally, if any.
@@ -31,16 +38,16 @@
 // pack of the objects the host lacks into refs/gitric/seed: the working
 // copy and the service do not change. Then it reports what the switch would
 // lose (tracked edits, untracked files the new commit overwrites; refused
-// unless Options.DiscardEdits), and in ModeRelease checks the new release
+// unless DiscardEdits), and in ModeRelease checks the new release
 // out and runs Stage.Build in it. If any host fails here, no host changes.
 // Stage.Once then runs on one host, and the Before hook is called.
 //
-// Phase two cuts the hosts over, Options.Batch at a time: stop, switch
+// Phase two cuts the hosts over, RolloutOptions.Batch at a time: stop, switch
 // (git reset --hard, or a rename of a symlink), start, health check
 // (Stage.Check on the host, Stage.HTTPCheck requested by gitric through the
 // connection). A host whose start or check fails goes back to its previous
 // commit; a failed batch ends the rollout. Every command is bounded
-// (Options.StopTimeout, StartTimeout, CheckTimeout, BuildTimeout): past its
+// (RolloutOptions.StopTimeout, StartTimeout, CheckTimeout, BuildTimeout): past its
 // bound it is killed, with what it started.
 //
 // # The host
@@ -49,7 +56,7 @@
 // from a fixed command line and reaches /bin/sh on the session's standard
 // input, values included, so the login shell never parses it (any shell
 // works) and nothing of the deploy appears on a command line. The script
-// marks the repositories it creates, and refuses others (Options.TakeOver).
+// marks the repositories it creates, and refuses others (DeployOptions.TakeOver).
 // It writes each host's audit log itself, at the moment of each switch:
 // Path/.git/gitric/audit.log in ModeInPlace, Path/repo/gitric/audit.log in
 // the other modes, one JSON AuditEntry per line. Its lock is a symlink next

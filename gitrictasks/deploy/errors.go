@@ -72,7 +72,7 @@ type NonFastForwardError struct {
 
 func (e *NonFastForwardError) Error() string {
 	return fmt.Sprintf("%s is a non-fast-forward push to %s: the host is on %s, which it does not contain. "+
-		"Nothing was pushed and the host is as it was, so no history is lost. "+
+		"Nothing was pushed and the host was left as it was, so no history is lost. "+
 		"If you are doing this intentionally (a rollback, an amended commit), force it: %s",
 		e.Commit, e.Host, e.Current, e.Hint)
 }

@@ -21,7 +21,7 @@ import (
 // read-only operations (status, releases, plan, unlock) use it as it is;
 // the ones that change hosts run a rollout over it.
 type fleet struct {
-	opts    Options
+	opts    settings
 	dial    dialFunc
 	repo    *localrepo.Repo // nil outside a repository (rollback, status)
 	con     *console.Console
@@ -61,12 +61,10 @@ type hostDeploy struct {
 	cutDone bool
 }
 
-// newFleet checks opts, refuses a machine listed twice, and sets up the
-// hosts and the console. It connects nowhere yet.
-func newFleet(ctx context.Context, opts Options) (*fleet, error) {
-	if err := opts.Validate(); err != nil {
-		return nil, err
-	}
+// newFleet refuses a machine listed twice, and sets up the hosts and the
+// console, for options the operation has validated. It connects nowhere
+// yet.
+func newFleet(ctx context.Context, opts settings) (*fleet, error) {
 	opts.defaults()
 	hosts, _ := opts.Stage.hostsFor(opts.Role) // Validate checked it
 	f := &fleet{opts: opts, dial: opts.dial}

@@ -44,18 +44,20 @@ func newFleet(t *testing.T, n int) *fleet {
 	return f
 }
 
-func (f *fleet) options() deploy.Options {
-	return deploy.Options{
-		Stage: deploy.Stage{
-			Name: "fleet", Hosts: f.Addresses(len(f.Servers)), Path: "app",
-			// The "service": a file that exists while it runs.
-			Stop:  "rm -f running",
-			Start: "cp index.html running",
+func (f *fleet) options() deploy.DeployOptions {
+	return deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage: deploy.Stage{
+				Name: "fleet", Hosts: f.Addresses(len(f.Servers)), Path: "app",
+				// The "service": a file that exists while it runs.
+				Stop:  "rm -f running",
+				Start: "cp index.html running",
+			},
+			Dir: f.src.Dir,
+			SSH: deploy.SSH{KnownHostsFiles: []string{f.KnownHostsFile}, IdentityFiles: []string{f.ClientKeyFile}, IdentitiesOnly: true},
+			Out: f.out,
+			Who: "tester@ci",
 		},
-		Dir: f.src.Dir,
-		SSH: deploy.SSH{KnownHostsFiles: []string{f.KnownHostsFile}, IdentityFiles: []string{f.ClientKeyFile}, IdentitiesOnly: true},
-		Out: f.out,
-		Who: "tester@ci",
 	}
 }
 
@@ -300,7 +302,7 @@ func TestFleetStatusAndRollback(t *testing.T) {
 	if _, err := deploy.Run(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := deploy.Status(context.Background(), opts)
+	rep, err := deploy.Status(context.Background(), statusOptions(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +315,7 @@ func TestFleetStatusAndRollback(t *testing.T) {
 		t.Errorf("verdict %q", rep.Verdict)
 	}
 
-	if _, err := deploy.Rollback(context.Background(), opts); err != nil {
+	if _, err := deploy.Rollback(context.Background(), rollbackOptions(opts)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range f.hosts {
@@ -326,12 +328,12 @@ func TestFleetStatusAndRollback(t *testing.T) {
 		}
 	}
 	// Nothing older to go back to now.
-	if _, err := deploy.Rollback(context.Background(), opts); !errors.Is(err, deploy.ErrNoPrevious) {
+	if _, err := deploy.Rollback(context.Background(), rollbackOptions(opts)); !errors.Is(err, deploy.ErrNoPrevious) {
 		t.Errorf("second rollback = %v, want ErrNoPrevious", err)
 	}
 	// Drift: one host moved by hand.
 	f.hosts[1].Run(t, "cd "+f.target(1)+" && git reset -q --hard "+v2+" && echo edit >> index.html")
-	rep, err = deploy.Status(context.Background(), opts)
+	rep, err = deploy.Status(context.Background(), statusOptions(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,11 +357,11 @@ func TestUnlockStaleLock(t *testing.T) {
 	if !errors.Is(err, deploy.ErrLocked) || !strings.Contains(err.Error(), "locked by ghost@gone since 2020-01-01T00:00:00Z (deploy 1234567)") {
 		t.Fatalf("deploy over a stale lock = %v", err)
 	}
-	rep, _ := deploy.Status(context.Background(), opts)
+	rep, _ := deploy.Status(context.Background(), statusOptions(opts))
 	if rep.Hosts[0].Locked == "" {
 		t.Errorf("status does not show the lock")
 	}
-	if err := deploy.Unlock(context.Background(), opts); err != nil {
+	if err := deploy.Unlock(context.Background(), opts.Options); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := deploy.Run(context.Background(), opts); err != nil {

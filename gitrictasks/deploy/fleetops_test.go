@@ -127,7 +127,7 @@ func (f *fleet) unchanged(t *testing.T, before []treeState, skip func(string) bo
 }
 
 // hostOptions is opts limited to the hosts with the given indexes.
-func (f *fleet) hostOptions(opts deploy.Options, idx ...int) deploy.Options {
+func (f *fleet) hostOptions(opts deploy.DeployOptions, idx ...int) deploy.DeployOptions {
 	all := f.Addresses(len(f.hosts))
 	opts.Stage.Hosts = nil
 	for _, i := range idx {
@@ -136,7 +136,7 @@ func (f *fleet) hostOptions(opts deploy.Options, idx ...int) deploy.Options {
 	return opts
 }
 
-func mustRun(t *testing.T, ctx context.Context, opts deploy.Options) *deploy.Result {
+func mustRun(t *testing.T, ctx context.Context, opts deploy.DeployOptions) *deploy.Result {
 	t.Helper()
 	res, err := deploy.Run(ctx, opts)
 	if err != nil {
@@ -268,12 +268,12 @@ func TestFleetOpsReleases(t *testing.T) {
 	}
 	o := opts
 	o.Message = "v5 is broken"
-	if _, err := deploy.Rollback(ctx, o); err != nil {
+	if _, err := deploy.Rollback(ctx, rollbackOptions(o)); err != nil {
 		t.Fatal(err)
 	}
 	out := &sshdtest.Buffer{}
 	opts.Out = out
-	rels, err := deploy.Releases(ctx, opts)
+	rels, err := deploy.Releases(ctx, opts.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestFleetOpsRollbackToTag(t *testing.T) {
 			before := f.snapshotAll(t, outsideState)
 			o := opts
 			o.Rev = rev
-			_, err := deploy.Rollback(ctx, o)
+			_, err := deploy.Rollback(ctx, rollbackOptions(o))
 			if !errors.Is(err, deploy.ErrNeverDeployed) {
 				t.Fatalf("rollback to %s = %v, want ErrNeverDeployed", rev, err)
 			}
@@ -345,7 +345,7 @@ func TestFleetOpsRollbackToTag(t *testing.T) {
 
 	o := opts
 	o.Rev = "v1"
-	res, err := deploy.Rollback(ctx, o)
+	res, err := deploy.Rollback(ctx, rollbackOptions(o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestFleetOpsRollbackPrunedRelease(t *testing.T) {
 	before := f.snapshotAll(t, outsideState)
 	o := opts
 	o.Rev = "v1"
-	_, err := deploy.Rollback(ctx, o)
+	_, err := deploy.Rollback(ctx, rollbackOptions(o))
 	if !errors.Is(err, deploy.ErrNoPrevious) || !strings.Contains(err.Error(), "pruned") {
 		t.Fatalf("rollback to a pruned release = %v, want ErrNoPrevious (pruned)", err)
 	}
@@ -402,7 +402,7 @@ func TestFleetOpsRollbackPrunedRelease(t *testing.T) {
 	}
 	// The release before it is kept: a rollback to it goes through.
 	o.Rev = "v2"
-	if _, err := deploy.Rollback(ctx, o); err != nil {
+	if _, err := deploy.Rollback(ctx, rollbackOptions(o)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range f.hosts {
@@ -416,7 +416,7 @@ func TestFleetOpsRollbackPrunedRelease(t *testing.T) {
 // slowDeploy starts a deploy of rev whose start command takes two
 // seconds, and returns once it is cutting over (and so holds every
 // host's lock); wait returns its error.
-func (f *fleet) slowDeploy(t *testing.T, ctx context.Context, opts deploy.Options, rev string) (out *sshdtest.Buffer, wait func() error) {
+func (f *fleet) slowDeploy(t *testing.T, ctx context.Context, opts deploy.DeployOptions, rev string) (out *sshdtest.Buffer, wait func() error) {
 	t.Helper()
 	out = &sshdtest.Buffer{}
 	opts.Rev, opts.Out = rev, out
@@ -525,7 +525,7 @@ func TestFleetOpsMessage(t *testing.T) {
 	}
 	out := &sshdtest.Buffer{}
 	opts.Out = out
-	rels, err := deploy.Releases(ctx, opts)
+	rels, err := deploy.Releases(ctx, opts.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -737,7 +737,7 @@ func TestFleetOpsArtifacts(t *testing.T) {
 	f.deploy(t, opts)
 	runs("hello v2")
 
-	res, err := deploy.Rollback(ctx, opts)
+	res, err := deploy.Rollback(ctx, rollbackOptions(opts))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,8 +173,8 @@ func newUnitFleet(t *testing.T, n int) *unitFleet {
 	return f
 }
 
-func (f *unitFleet) options() Options {
-	return Options{
+func (f *unitFleet) options() DeployOptions {
+	return DeployOptions{Options: Options{
 		Stage: Stage{
 			Name: "unit", Hosts: f.names, Path: "app",
 			Stop:  "rm -f running",
@@ -184,7 +184,7 @@ func (f *unitFleet) options() Options {
 		Out:  f.out,
 		Who:  "tester@unit",
 		dial: f.dial,
-	}
+	}}
 }
 
 // target is host i's deploy root (i from 0).

@@ -81,7 +81,7 @@ func TestReleaseModeAtomicCutover(t *testing.T) {
 	}
 
 	// Rollback is a symlink swap back to the release before.
-	if _, err := deploy.Rollback(context.Background(), opts); err != nil {
+	if _, err := deploy.Rollback(context.Background(), rollbackOptions(opts)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := repotest.Git(filepath.Join(root, "current"), "rev-parse", "HEAD"); got != heads[4] {
@@ -117,7 +117,7 @@ func TestBlueGreen(t *testing.T) {
 		t.Fatalf("deploy went to live, or next did not start: live %q next %q started %q", read("live", "index.html"), read("next", "index.html"), read("next", "started"))
 	}
 	for i, want := range []struct{ live, content string }{{"green", "v2"}, {"blue", "v1"}} {
-		if _, err := deploy.Swap(context.Background(), opts); err != nil {
+		if _, err := deploy.Swap(context.Background(), swapOptions(opts)); err != nil {
 			t.Fatal(err)
 		}
 		if color("live") != want.live || read("live", "index.html") != want.content {
@@ -130,7 +130,7 @@ func TestBlueGreen(t *testing.T) {
 		t.Errorf("third deploy: next started %q, live %q", read("next", "started"), read("live", "index.html"))
 	}
 	opts.Stage.Mode = ""
-	if _, err := deploy.Swap(context.Background(), opts); !errors.Is(err, deploy.ErrInvalidOptions) {
+	if _, err := deploy.Swap(context.Background(), swapOptions(opts)); !errors.Is(err, deploy.ErrInvalidOptions) {
 		t.Errorf("swap of an in-place stage = %v", err)
 	}
 }
@@ -150,7 +150,7 @@ func TestServerEditsRefused(t *testing.T) {
 	if repotest.Snapshot(t, f.target) != before {
 		t.Errorf("the refused deploy changed the host")
 	}
-	rep, _ := deploy.Status(context.Background(), opts)
+	rep, _ := deploy.Status(context.Background(), statusOptions(opts))
 	if len(rep.Hosts[0].Modified) != 1 {
 		t.Errorf("status does not list the edit: %+v", rep.Hosts[0])
 	}

@@ -179,42 +179,46 @@ func (s Stage) hostsFor(role string) ([]string, error) {
 	return hosts, nil
 }
 
-// Options is one deploy.
+// Options are what every operation needs: the stage, how to reach its
+// hosts, where the output goes. Releases and Unlock take them as they
+// are; the other operations take them inside their own options type
+// (DeployOptions, RollbackOptions, SwapOptions, StatusOptions), as go-git
+// does, so that each takes exactly what it uses.
 type Options struct {
 	Stage Stage
-	// Rev is what to deploy: a branch, tag, full or short hash; HEAD when
-	// empty.
-	Rev string
+	// Role limits the operation to the stage's hosts with that role.
+	Role string
 	// Dir is inside the local working copy; "." when empty.
 	Dir string
-	// AllowDirty deploys the committed Rev even when the working copy has
-	// uncommitted changes or untracked files.
-	AllowDirty bool
-	// IgnoreUntracked leaves untracked files out of the dirty check.
-	IgnoreUntracked bool
-	// ForcePush deploys even when a host's commit is not an ancestor of
-	// Rev, so that history on the host is left behind.
-	ForcePush bool
-	// DiscardEdits deploys even over working copies that were edited on
-	// the host, and over untracked host files that the new commit would
-	// overwrite or delete; by default such a host is refused and the
-	// paths listed. (Ignored files are never protected, as in git.)
-	DiscardEdits bool
-	// TakeOver deploys into a Path that holds a git repository gitric did
-	// not create (gitric marks its own); by default that is refused.
-	TakeOver bool
-	// Message says why this deploy happens; it is recorded in the lock
-	// and in the audit logs.
-	Message string
 	// SSH says how to connect and whom to trust.
 	SSH SSH
-	// Role limits the deploy to the stage's hosts with that role.
-	Role string
-	// Parallel is how many hosts are connected and seeded at once;
+	// Parallel is how many hosts are connected (and seeded) at once;
 	// default 10.
 	Parallel int
+	// Who is recorded in locks and audit logs; default user@machine.
+	Who string
+	// JSON prints JSON lines instead of text, for CI logs.
+	JSON bool
+	// Out receives the output; nothing is printed when nil.
+	Out io.Writer
+	// Verbose also prints what the hosts' git says while storing the pack,
+	// and how each connection was set up.
+	Verbose bool
+	// Hints name the way to override a refusal in the caller's own terms
+	// (gitrictasks sets "mage allowDirty prod deploy" and the like).
+	Hints Hints
+
+	dial dialFunc // tests: how to reach a host
+}
+
+// RolloutOptions say how an operation that changes hosts (a deploy, a
+// rollback, a swap) goes through them.
+type RolloutOptions struct {
+	// Message says why this happens; it is recorded in the lock and in
+	// the audit logs.
+	Message string
 	// Batch is how many hosts are cut over at a time, once every host is
-	// seeded: "all", a number ("2"), or a percentage of the hosts ("25%").
+	// ready: "all", a number ("2"), or a percentage of the hosts ("25%").
 	// Default "1": one host after another. A failed batch ends the rollout.
 	Batch string
 	// NoRollback leaves hosts whose cutover failed as they are, instead of
@@ -240,24 +244,66 @@ type Options struct {
 	// whose holder is gone (its process died, or the host rebooted) is
 	// taken over at once, and the output and audit log say so.
 	LockWait time.Duration
-	// Who is recorded in locks and audit logs; default user@machine.
-	Who string
-	// JSON prints JSON lines instead of text, for CI logs.
-	JSON bool
-	// Out receives the deploy's output; nothing is printed when nil.
-	Out io.Writer
-	// Verbose also prints what the hosts' git says while storing the pack,
-	// and how each connection was set up.
-	Verbose bool
-	// Hooks are called as the deploy goes (to post to a chat, tag a
-	// release, call a deploy tracker).
+	// Hooks are called as it goes (to post to a chat, tag a release, call
+	// a deploy tracker).
 	Hooks Hooks
-	// Hints name the way to override a refusal in the caller's own terms
-	// (gitrictasks sets "mage allowDirty prod deploy" and the like).
-	Hints Hints
-
-	dial dialFunc // tests: how to reach a host
 }
+
+// DeployOptions are a deploy's (Run) and its plan's (MakePlan).
+type DeployOptions struct {
+	Options
+	RolloutOptions
+	// Rev is what to deploy: a branch, tag, full or short hash; HEAD when
+	// empty.
+	Rev string
+	// AllowDirty deploys the committed Rev even when the working copy has
+	// uncommitted changes or untracked files.
+	AllowDirty bool
+	// IgnoreUntracked leaves untracked files out of the dirty check.
+	IgnoreUntracked bool
+	// ForcePush deploys even when a host's commit is not an ancestor of
+	// Rev, so that history on the host is left behind.
+	ForcePush bool
+	// DiscardEdits deploys even over working copies that were edited on
+	// the host, and over untracked host files that the new commit would
+	// overwrite or delete; by default such a host is refused and the
+	// paths listed. (Ignored files are never protected, as in git.)
+	DiscardEdits bool
+	// TakeOver deploys into a Path that holds a git repository gitric did
+	// not create (gitric marks its own); by default that is refused.
+	TakeOver bool
+}
+
+// RollbackOptions are a rollback's.
+type RollbackOptions struct {
+	Options
+	RolloutOptions
+	// Rev is the deploy to go back to: a commit, a tag, or a release
+	// directory's name, that each host's audit log records as deployed.
+	// Empty: the deploy before the live one.
+	Rev string
+	// DiscardEdits rolls back even over edits made on the host, as for
+	// DeployOptions.
+	DiscardEdits bool
+}
+
+// SwapOptions are a blue/green swap's.
+type SwapOptions struct {
+	Options
+	RolloutOptions
+}
+
+// StatusOptions are Status's.
+type StatusOptions struct {
+	Options
+	// Rev is the local revision the hosts are compared with (drift); HEAD
+	// when empty.
+	Rev string
+}
+
+// settings are what the engine runs an operation with: every option, the
+// ones the operation does not take left zero.
+type settings DeployOptions
 
 // Hooks follow a deploy from Go.
 type Hooks struct {
@@ -284,10 +330,53 @@ type Hints struct {
 	Releases     string
 }
 
-// ErrInvalidOptions means Options cannot describe a deploy.
+// ErrInvalidOptions means options cannot describe an operation.
 var ErrInvalidOptions = errors.New("invalid deploy options")
 
 // Validate checks the options without touching the repository or network.
+func (o *DeployOptions) Validate() error {
+	if err := o.Options.Validate(); err != nil {
+		return err
+	}
+	return o.RolloutOptions.validate(o.Stage.Name)
+}
+
+// Validate checks the options without touching the repository or network.
+func (o *RollbackOptions) Validate() error {
+	if err := o.Options.Validate(); err != nil {
+		return err
+	}
+	return o.RolloutOptions.validate(o.Stage.Name)
+}
+
+// Validate checks the options without touching the repository or network.
+func (o *SwapOptions) Validate() error {
+	if err := o.Options.Validate(); err != nil {
+		return err
+	}
+	if o.Stage.mode() != ModeBlueGreen {
+		return fmt.Errorf("%w: stage %q: swap is for blue/green stages (Mode %q), not %q", ErrInvalidOptions, o.Stage.Name, ModeBlueGreen, o.Stage.mode())
+	}
+	return o.RolloutOptions.validate(o.Stage.Name)
+}
+
+// Validate checks the options without touching the repository or network.
+func (o *StatusOptions) Validate() error { return o.Options.Validate() }
+
+func (o *RolloutOptions) validate(stage string) error {
+	for _, d := range []time.Duration{o.StopTimeout, o.StartTimeout, o.CheckTimeout, o.CutoverTimeout, o.LockWait, o.BuildTimeout, o.OnceTimeout} {
+		if d < 0 {
+			return fmt.Errorf("%w: stage %q: timeouts must not be negative", ErrInvalidOptions, stage)
+		}
+	}
+	if _, err := batchSize(o.Batch, 1); err != nil {
+		return fmt.Errorf("%w: stage %q: %w", ErrInvalidOptions, stage, err)
+	}
+	return nil
+}
+
+// Validate checks the stage and the hosts without touching the
+// repository or network.
 func (o *Options) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: stage %q: %s", ErrInvalidOptions, o.Stage.Name, fmt.Sprintf(format, args...))
@@ -304,11 +393,6 @@ func (o *Options) Validate() error {
 	for name, cmd := range map[string]string{"Stop": o.Stage.Stop, "Start": o.Stage.Start, "Check": o.Stage.Check} {
 		if strings.ContainsRune(cmd, 0) || strings.Contains(cmd, "\n#gitric-end") {
 			return bad("the %s command holds a NUL byte or a line gitric reserves (#gitric-end)", name)
-		}
-	}
-	for _, d := range []time.Duration{o.StopTimeout, o.StartTimeout, o.CheckTimeout, o.CutoverTimeout, o.LockWait, o.BuildTimeout, o.OnceTimeout} {
-		if d < 0 {
-			return bad("timeouts must not be negative")
 		}
 	}
 	for _, h := range o.Stage.Hosts {
@@ -375,9 +459,6 @@ func (o *Options) Validate() error {
 	if o.Stage.Sudo != "" && !userName.MatchString(o.Stage.Sudo) {
 		return bad("sudo user %q is not a user name", o.Stage.Sudo)
 	}
-	if _, err := batchSize(o.Batch, 1); err != nil {
-		return bad("%v", err)
-	}
 	if _, err := o.Stage.hostsFor(o.Role); err != nil {
 		return err
 	}
@@ -412,7 +493,7 @@ func batchSize(spec string, n int) (int, error) {
 	}
 }
 
-func (o *Options) defaults() {
+func (o *settings) defaults() {
 	if o.Dir == "" {
 		o.Dir = "."
 	}

@@ -78,8 +78,11 @@ func (p *Plan) Err() error {
 // MakePlan finds out what Run with opts would do, read-only: one session
 // per host, no lock taken, nothing written on any host. The error is the
 // plan's refusals (see Plan.Err), or what kept it from being made.
-func MakePlan(ctx context.Context, opts Options) (*Plan, error) {
-	f, err := newFleet(ctx, opts)
+func MakePlan(ctx context.Context, opts DeployOptions) (*Plan, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := newFleet(ctx, settings(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +209,7 @@ func untrackedConflicts(added, untracked []string) []string {
 }
 
 // steps are the commands a deploy runs on a host, in the mode's order.
-func steps(opts Options, first bool) []Step {
+func steps(opts settings, first bool) []Step {
 	st := opts.Stage
 	var out []Step
 	add := func(name, cmd string, down bool) {

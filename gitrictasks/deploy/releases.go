@@ -32,7 +32,10 @@ type HostReleases struct {
 // Releases reads every host's deploy history (its audit log and, in
 // release mode, its release directories), read-only.
 func Releases(ctx context.Context, opts Options) ([]HostReleases, error) {
-	d, err := newFleet(ctx, opts)
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	d, err := newFleet(ctx, settings{Options: opts})
 	if err != nil {
 		return nil, err
 	}

@@ -15,8 +15,11 @@ import (
 // its current one, as its audit log records, through the same two phases
 // as Run; nothing is pushed, since the host has the objects already. A
 // host whose audit log disagrees with what it runs is refused.
-func Rollback(ctx context.Context, opts Options) (*Result, error) {
-	f, err := newFleet(ctx, opts)
+func Rollback(ctx context.Context, opts RollbackOptions) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := newFleet(ctx, settings{Options: opts.Options, RolloutOptions: opts.RolloutOptions, Rev: opts.Rev, DiscardEdits: opts.DiscardEdits})
 	if err != nil {
 		return nil, err
 	}

@@ -128,9 +128,7 @@ func TestUnitRollbackFlow(t *testing.T) {
 	v1, _, _ := deployed(""), deployed("v2"), deployed("v3")
 	rollback := func(rev string) error {
 		t.Helper()
-		opts := f.options()
-		opts.Rev = rev
-		_, err := Rollback(ctx, opts)
+		_, err := Rollback(ctx, RollbackOptions{Options: f.options().Options, Rev: rev})
 		return err
 	}
 	// From v3 straight back to v1, by name.
@@ -155,7 +153,7 @@ func TestUnitRollbackFlow(t *testing.T) {
 	if _, err := repotest.Git(f.target(0), "reset", "-q", "--hard", v4); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Rollback(ctx, f.options())
+	res, err := Rollback(ctx, RollbackOptions{Options: f.options().Options})
 	var he *HostError
 	if !errors.Is(err, ErrAuditMismatch) || !errors.As(err, &he) || he.Host != "h1" {
 		t.Fatalf("rollback of a host changed outside gitric: %v, want %v from h1", err, ErrAuditMismatch)

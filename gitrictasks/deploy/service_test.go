@@ -34,14 +34,14 @@ import (
 const deployTimeout = 90 * time.Second
 
 // runDeploy is deploy.Run bounded by deployTimeout.
-func runDeploy(t *testing.T, opts deploy.Options) (*deploy.Result, error) {
+func runDeploy(t *testing.T, opts deploy.DeployOptions) (*deploy.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deployTimeout)
 	defer cancel()
 	return deploy.Run(ctx, opts)
 }
 
-func mustDeploy(t *testing.T, opts deploy.Options) *deploy.Result {
+func mustDeploy(t *testing.T, opts deploy.DeployOptions) *deploy.Result {
 	t.Helper()
 	res, err := runDeploy(t, opts)
 	if err != nil {
@@ -338,7 +338,7 @@ func TestServiceSharedSurvives(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deployTimeout)
 	defer cancel()
-	if _, err := deploy.Rollback(ctx, opts); err != nil {
+	if _, err := deploy.Rollback(ctx, rollbackOptions(opts)); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	if got := liveHead(root); got != heads[2] {
@@ -525,7 +525,7 @@ func TestServiceSecrets(t *testing.T) {
 	opts.Message = ""
 	f.deploy(t, opts)
 	f.out.Reset()
-	if _, err := deploy.Rollback(context.Background(), opts); err != nil {
+	if _, err := deploy.Rollback(context.Background(), rollbackOptions(opts)); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	if got := f.targetFile(t, "secret.out"); got != value {
@@ -675,7 +675,7 @@ func buildServer(t *testing.T) string {
 // working copy, started in the background, stopped by its pid file, and
 // checked over HTTP. It returns the URL, and kills every server left
 // under root when the test ends.
-func withServer(t *testing.T, opts *deploy.Options, root string) string {
+func withServer(t *testing.T, opts *deploy.DeployOptions, root string) string {
 	t.Helper()
 	bin := buildServer(t)
 	addr := sshdtest.ClosedPort(t)

@@ -39,8 +39,11 @@ type StatusReport struct {
 }
 
 // Status reads every host's state in parallel, read-only, and prints it.
-func Status(ctx context.Context, opts Options) (*StatusReport, error) {
-	d, err := newFleet(ctx, opts)
+func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	d, err := newFleet(ctx, settings{Options: opts.Options, Rev: opts.Rev})
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +182,10 @@ func verdict(rep *StatusReport) string {
 // behind by a deploy that can no longer release it. (A lock whose holder
 // died is taken over by the next deploy by itself.)
 func Unlock(ctx context.Context, opts Options) error {
-	d, err := newFleet(ctx, opts)
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	d, err := newFleet(ctx, settings{Options: opts})
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func TestSubmodules(t *testing.T) {
 				t.Errorf("the host's submodule is not clean: %q %v", out, err)
 			}
 
-			if _, err := deploy.Rollback(context.Background(), opts); err != nil {
+			if _, err := deploy.Rollback(context.Background(), rollbackOptions(opts)); err != nil {
 				t.Fatal(err)
 			}
 			if read("libs/lib/vendor/inner/inner.txt") != "inner v1\n" {

@@ -59,7 +59,7 @@ w7                   -        -               -         -  failed
 		for _, r := range rows {
 			opts.Stage.Hosts = append(opts.Stage.Hosts, r.host)
 		}
-		f, err := newFleet(context.Background(), opts)
+		f, err := newFleet(context.Background(), settings{Options: opts})
 		if err != nil {
 			t.Fatal(err)
 		}

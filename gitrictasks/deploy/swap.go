@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
@@ -11,11 +10,11 @@ import (
 // Swap exchanges the live and next working copies of a blue/green stage
 // on every host (two renames of symlinks each), in the batches of
 // opts.Batch, under the stage's lock.
-func Swap(ctx context.Context, opts Options) (*Result, error) {
-	if opts.Stage.mode() != ModeBlueGreen {
-		return nil, fmt.Errorf("%w: stage %q: swap is for blue/green stages (Mode %q), not %q", ErrInvalidOptions, opts.Stage.Name, ModeBlueGreen, opts.Stage.mode())
+func Swap(ctx context.Context, opts SwapOptions) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
-	f, err := newFleet(ctx, opts)
+	f, err := newFleet(ctx, settings{Options: opts.Options, RolloutOptions: opts.RolloutOptions})
 	if err != nil {
 		return nil, err
 	}

@@ -278,11 +278,13 @@ func serviceDeploys(t *testing.T, srv *sshdtest.Server, home string, source, goE
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 		begin := time.Now()
-		res, err := deploy.Run(ctx, deploy.Options{
-			Stage: stage,
-			Dir:   repo.Dir,
-			SSH:   deploy.SSH{IdentityFiles: []string{srv.ClientKeyFile}, KnownHostsFiles: []string{srv.KnownHostsFile}, ConfigFile: "none", IdentityAgent: "none"},
-			Out:   &out,
+		res, err := deploy.Run(ctx, deploy.DeployOptions{
+			Options: deploy.Options{
+				Stage: stage,
+				Dir:   repo.Dir,
+				SSH:   deploy.SSH{IdentityFiles: []string{srv.ClientKeyFile}, KnownHostsFiles: []string{srv.KnownHostsFile}, ConfigFile: "none", IdentityAgent: "none"},
+				Out:   &out,
+			},
 		})
 		s.wall = time.Since(begin)
 		cancel()

@@ -59,12 +59,14 @@ func newFixture(t *testing.T, extra ...string) *fixture {
 	return f
 }
 
-func (f *fixture) options() deploy.Options {
-	return deploy.Options{
-		Stage: deploy.Stage{Name: "e2e", Hosts: []string{"target"}, Path: f.target},
-		Dir:   f.src.Dir,
-		SSH:   deploy.SSH{ConfigFile: f.config},
-		Out:   f.out,
+func (f *fixture) options() deploy.DeployOptions {
+	return deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage: deploy.Stage{Name: "e2e", Hosts: []string{"target"}, Path: f.target},
+			Dir:   f.src.Dir,
+			SSH:   deploy.SSH{ConfigFile: f.config},
+			Out:   f.out,
+		},
 	}
 }
 
@@ -207,12 +209,14 @@ Host *
 `, target.Port, jump.Port, target.User, target.ClientKeyFile, kh))
 	path := filepath.Join(t.TempDir(), "app")
 	out := &sshdtest.Buffer{}
-	opts := deploy.Options{
-		Stage:   deploy.Stage{Name: "e2e", Hosts: []string{"app"}, Path: path, Start: "echo started > started.txt"},
-		Dir:     src.Dir,
-		SSH:     deploy.SSH{ConfigFile: cfg},
-		Out:     out,
-		Verbose: true,
+	opts := deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage:   deploy.Stage{Name: "e2e", Hosts: []string{"app"}, Path: path, Start: "echo started > started.txt"},
+			Dir:     src.Dir,
+			SSH:     deploy.SSH{ConfigFile: cfg},
+			Out:     out,
+			Verbose: true,
+		},
 	}
 	if _, err := deploy.Run(context.Background(), opts); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
@@ -261,4 +265,17 @@ func writeFile(t *testing.T, dir, name, text string) string {
 
 func authorized(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+// The options of the other operations, from a test's deploy options.
+func rollbackOptions(o deploy.DeployOptions) deploy.RollbackOptions {
+	return deploy.RollbackOptions{Options: o.Options, RolloutOptions: o.RolloutOptions, Rev: o.Rev, DiscardEdits: o.DiscardEdits}
+}
+
+func swapOptions(o deploy.DeployOptions) deploy.SwapOptions {
+	return deploy.SwapOptions{Options: o.Options, RolloutOptions: o.RolloutOptions}
+}
+
+func statusOptions(o deploy.DeployOptions) deploy.StatusOptions {
+	return deploy.StatusOptions{Options: o.Options, Rev: o.Rev}
 }

@@ -50,9 +50,14 @@ func helperDeploy(spec string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deployBound)
 	defer cancel()
-	_, err := deploy.Run(ctx, deploy.Options{
-		Stage: deploy.Stage{Name: "helper", Hosts: []string{"target"}, Path: h.Path, Start: h.Start},
-		Dir:   h.Dir, SSH: deploy.SSH{ConfigFile: h.Config}, Out: os.Stdout, Who: "helper@e2e",
+	_, err := deploy.Run(ctx, deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage: deploy.Stage{Name: "helper", Hosts: []string{"target"}, Path: h.Path, Start: h.Start},
+			Dir:   h.Dir,
+			SSH:   deploy.SSH{ConfigFile: h.Config},
+			Out:   os.Stdout,
+			Who:   "helper@e2e",
+		},
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -119,10 +124,10 @@ func TestUntrackedHostFiles(t *testing.T) {
 	}
 }
 
-func deployRollback(e *env, opts deploy.Options) (*deploy.Result, error) {
+func deployRollback(e *env, opts deploy.DeployOptions) (*deploy.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), deployBound)
 	defer cancel()
-	return deploy.Rollback(ctx, opts)
+	return deploy.Rollback(ctx, rollbackOptions(opts))
 }
 
 // Item 2: service commands run on descriptors of their own and within
@@ -138,7 +143,7 @@ func TestServiceCommands(t *testing.T) {
 		return string(b)
 	}
 	// The service: a file that holds what it serves while it runs.
-	service := func(e *env) deploy.Options {
+	service := func(e *env) deploy.DeployOptions {
 		o := e.options()
 		o.Stage.Stop = fmt.Sprintf("rm -f '%s/serving'", e.scratch)
 		o.Stage.Start = fmt.Sprintf("cat index.html > '%s/serving'", e.scratch)
@@ -148,10 +153,10 @@ func TestServiceCommands(t *testing.T) {
 		name string
 		// tweak sets the commands for v2; the test deploys v1 with the
 		// plain service first.
-		tweak func(e *env, o *deploy.Options)
+		tweak func(e *env, o *deploy.DeployOptions)
 		check func(t *testing.T, e *env, v2 string, err error)
 	}{
-		{"start-that-daemonizes", func(e *env, o *deploy.Options) {
+		{"start-that-daemonizes", func(e *env, o *deploy.DeployOptions) {
 			// A daemon that keeps the start command's stdout and stderr,
 			// and a double fork.
 			o.Stage.Start += fmt.Sprintf("; nohup sleep 1000 & echo $! > '%[1]s/daemon1'; (sleep 1000 & echo $! > '%[1]s/daemon2') &", e.scratch)
@@ -167,7 +172,7 @@ func TestServiceCommands(t *testing.T) {
 				}
 			}
 		}},
-		{"stop-hangs", func(e *env, o *deploy.Options) {
+		{"stop-hangs", func(e *env, o *deploy.DeployOptions) {
 			o.StopTimeout = time.Second
 			o.Stage.Stop = fmt.Sprintf("%s; sleep 100 & echo $! > '%s/child'; sleep 100", o.Stage.Stop, e.scratch)
 		}, func(t *testing.T, e *env, v2 string, err error) {
@@ -179,7 +184,7 @@ func TestServiceCommands(t *testing.T) {
 			}
 			waitDead(t, readPID(t, filepath.Join(e.scratch, "child")))
 		}},
-		{"start-hangs", func(e *env, o *deploy.Options) {
+		{"start-hangs", func(e *env, o *deploy.DeployOptions) {
 			o.StartTimeout = time.Second
 			o.Stage.Start = fmt.Sprintf("if grep -q v2 index.html; then sleep 100 & echo $! > '%s/child'; sleep 100; fi; %s", e.scratch, o.Stage.Start)
 		}, func(t *testing.T, e *env, v2 string, err error) {
@@ -194,7 +199,7 @@ func TestServiceCommands(t *testing.T) {
 			}
 			waitDead(t, readPID(t, filepath.Join(e.scratch, "child")))
 		}},
-		{"check-hangs", func(e *env, o *deploy.Options) {
+		{"check-hangs", func(e *env, o *deploy.DeployOptions) {
 			o.CheckTimeout = 2 * time.Second
 			o.Stage.Check = fmt.Sprintf("grep -q v1 index.html || { sleep 100 & echo $! > '%s/child'; sleep 100; }", e.scratch)
 		}, func(t *testing.T, e *env, v2 string, err error) {
@@ -723,7 +728,7 @@ func TestForeignRepository(t *testing.T) {
 			before := repotest.Snapshot(t, e.dir)
 			ctx, cancel := context.WithTimeout(context.Background(), deployBound)
 			defer cancel()
-			rep, err := deploy.Status(ctx, e.options())
+			rep, err := deploy.Status(ctx, statusOptions(e.options()))
 			if err != nil || len(rep.Hosts) != 1 || !rep.Hosts[0].Foreign {
 				t.Errorf("status of a foreign repository: %+v %v", rep, err)
 			}
@@ -823,7 +828,7 @@ func TestBusyboxApplets(t *testing.T) {
 				}
 				if mode == deploy.ModeBlueGreen {
 					ctx, cancel := context.WithTimeout(context.Background(), deployBound)
-					_, err := deploy.Swap(ctx, opts)
+					_, err := deploy.Swap(ctx, swapOptions(opts))
 					cancel()
 					if err != nil {
 						t.Fatalf("swap: %v", err)

@@ -116,18 +116,20 @@ func (e *env) setPath(p string) {
 	}
 }
 
-func (e *env) options() deploy.Options {
-	return deploy.Options{
-		Stage: deploy.Stage{Name: "hostile", Hosts: []string{"target"}, Path: e.path, Mode: e.mode},
-		Dir:   e.src.Dir,
-		SSH:   deploy.SSH{ConfigFile: e.config},
-		Out:   e.out,
-		Who:   "tester@e2e",
+func (e *env) options() deploy.DeployOptions {
+	return deploy.DeployOptions{
+		Options: deploy.Options{
+			Stage: deploy.Stage{Name: "hostile", Hosts: []string{"target"}, Path: e.path, Mode: e.mode},
+			Dir:   e.src.Dir,
+			SSH:   deploy.SSH{ConfigFile: e.config},
+			Out:   e.out,
+			Who:   "tester@e2e",
+		},
 	}
 }
 
 // run deploys with opts, bounded.
-func (e *env) run(opts deploy.Options) (*deploy.Result, error) {
+func (e *env) run(opts deploy.DeployOptions) (*deploy.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), deployBound)
 	defer cancel()
 	return deploy.Run(ctx, opts)
@@ -1204,7 +1206,7 @@ func (e *env) gate() string {
 // parallelDeploys runs n deploys of opts at once; opts' stop or start
 // command should wait for e.gate(), which opens once n-1 of them have
 // returned: the one holding the lock cannot end before the others tried.
-func parallelDeploys(e *env, opts deploy.Options, n int) []error {
+func parallelDeploys(e *env, opts deploy.DeployOptions, n int) []error {
 	errs := make([]error, n)
 	returned := make(chan struct{}, n)
 	var wg sync.WaitGroup
