@@ -244,3 +244,71 @@ func wordAt(ours []word, pos int) (word, bool) {
 	}
 	return word{}, false
 }
+
+// ErrNotApplicable means a modifier target was given to an action it
+// does nothing for (allowDirty before rollback): never silently ignored.
+var ErrNotApplicable = errors.New("a modifier that does nothing here")
+
+// applies are the modifiers each action reads, besides the stage targets
+// (prod, stage, local), which every action reads; deploy and plan read
+// them all.
+var applies = map[string][]string{
+	"rollback": {"only", "acceptNew", "ref", "message", "discardEdits"},
+	"swap":     {"only", "acceptNew", "message"},
+	"status":   {"only", "acceptNew", "ref"},
+	"releases": {"only", "acceptNew"},
+	"unlock":   {"only", "acceptNew"},
+}
+
+// checkApplies refuses the setters that ran for the action act (those
+// since the action before it) when act does nothing with them, and says
+// the call without them.
+func checkApplies(c call, ours []word, cur int, ran []string, act string) error {
+	ok, limited := applies[strings.ToLower(act)]
+	if !limited {
+		return nil
+	}
+	reads := map[string]bool{"prod": true, "stage": true, "local": true}
+	for _, n := range ok {
+		reads[strings.ToLower(n)] = true
+	}
+	var extra []string
+	for i := len(ran) - 2; i >= 0; i-- {
+		t := targets[strings.ToLower(ran[i])]
+		if t.kind == action {
+			break
+		}
+		if !reads[strings.ToLower(t.name)] {
+			extra = append([]string{t.name}, extra...)
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	fix := "remove " + strings.Join(extra, ", ")
+	if cur >= 0 {
+		start, _ := group(c, ours, cur)
+		drop := map[int]word{}
+		for _, w := range ours[:cur] {
+			if w.pos >= start && !reads[strings.ToLower(w.name)] {
+				drop[w.pos] = w
+			}
+		}
+		fixed := []string{"mage"}
+		for i := 0; i < len(c.args); {
+			if w, ok := drop[i]; ok {
+				i = w.end
+				continue
+			}
+			fixed = append(fixed, c.args[i])
+			i++
+		}
+		fix = strings.Join(fixed, " ")
+	}
+	verb, it := "does", "it"
+	if len(extra) > 1 {
+		verb, it = "do", "them"
+	}
+	return fmt.Errorf("%w: %s %s nothing for %s (it reads %s and the stage); without %s: %s",
+		ErrNotApplicable, strings.Join(extra, ", "), verb, act, strings.Join(ok, ", "), it, fix)
+}

@@ -83,6 +83,45 @@ func TestHintsFromTheCall(t *testing.T) {
 	}
 }
 
+// TestModifierThatDoesNothing refuses a modifier given to an action that
+// does not read it, and says the call without it; a modifier of an
+// earlier action in the same call is that action's.
+func TestModifierThatDoesNothing(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		run  func() // the targets before the action, as mage runs them
+		act  string
+		err  string // "" for none
+	}{
+		{"allowDirty before rollback", []string{"allowDirty", "prod", "rollback"}, func() { AllowDirty(); Prod() }, "rollback",
+			"allowDirty does nothing for rollback (it reads only, acceptNew, ref, message, discardEdits and the stage); without it: mage prod rollback"},
+		{"namespaced, two of them", []string{"gitric:forcePush", "gitric:prod", "gitric:ignoreUntracked", "gitric:status"}, func() { ForcePush(); Prod(); IgnoreUntracked() }, "status",
+			"forcePush, ignoreUntracked do nothing for status (it reads only, acceptNew, ref and the stage); without them: mage gitric:prod gitric:status"},
+		{"ref for status compares", []string{"ref", "v1", "prod", "status"}, func() { Ref("v1"); Prod() }, "status", ""},
+		{"message for a rollback", []string{"message", "why", "prod", "rollback"}, func() { Message("why"); Prod() }, "rollback", ""},
+		{"the deploy's modifier is not the status's", []string{"allowDirty", "prod", "deploy", "status"}, func() { AllowDirty(); Prod(); set("deploy", func(*state) {}) }, "status", ""},
+		{"deploy reads them all", []string{"allowDirty", "forcePush", "prod", "deploy"}, func() { AllowDirty(); ForcePush(); Prod() }, "deploy", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reset(t)
+			SetStage("prod", StageConfig{Hosts: []string{"deploy@web1"}, Path: "app"})
+			current.args = tt.args
+			tt.run()
+			set(tt.act, func(*state) {})
+			_, cleanup, err := current.options(context.Background(), console.New(io.Discard, console.Options{}))
+			defer cleanup()
+			switch {
+			case tt.err == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.err != "" && (!errors.Is(err, ErrNotApplicable) || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("err = %v\nwant ErrNotApplicable saying %q", err, tt.err)
+			}
+		})
+	}
+}
+
 func TestLateSetterRefusedBeforeAnything(t *testing.T) {
 	reset(t)
 	current.args = []string{"local", "deploy", "allowDirty"}

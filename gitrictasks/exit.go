@@ -84,7 +84,7 @@ func classify(err error) int {
 		return ExitUnreachable
 	case errors.Is(err, deploy.ErrDirty), errors.Is(err, deploy.ErrNonFastForward), errors.Is(err, deploy.ErrServerEdits),
 		errors.Is(err, deploy.ErrUntracked), errors.Is(err, deploy.ErrIncompleteClone), errors.Is(err, deploy.ErrDuplicateHost),
-		errors.Is(err, deploy.ErrAuditMismatch), errors.Is(err, deploy.ErrNoPrevious), errors.Is(err, ErrOrder), errors.Is(err, ErrNoStage):
+		errors.Is(err, deploy.ErrAuditMismatch), errors.Is(err, deploy.ErrNoPrevious), errors.Is(err, ErrOrder), errors.Is(err, ErrNotApplicable), errors.Is(err, ErrNoStage):
 		return ExitRefused
 	case errors.As(err, &se) && (se.Code == "notempty" || se.Code == "foreign"):
 		return ExitRefused

@@ -243,7 +243,8 @@ func Deploy(ctx context.Context) error {
 
 // Rollback puts every host of the stage back on the commit deployed before its current one.
 //
-// Needs a stage before it; only, acceptNew and ref apply. Each host's audit
+// Needs a stage before it; only, acceptNew, ref, message and discardEdits
+// apply (any other modifier is refused). Each host's audit
 // log (.git/gitric/audit.log) names its previous deploy; with ref, the
 // deploy of that commit, tag or release directory instead (see releases).
 // A host that never had it, or whose release was pruned, is refused before
@@ -263,8 +264,8 @@ func Rollback(ctx context.Context) error {
 
 // Swap exchanges live and next on every host of a blue/green stage.
 //
-// Needs a blue/green stage (Mode "bluegreen") before it; only and acceptNew
-// apply. Each host renames two symlinks under the stage's lock, GITRIC_BATCH
+// Needs a blue/green stage (Mode "bluegreen") before it; only, acceptNew and
+// message apply. Each host renames two symlinks under the stage's lock, GITRIC_BATCH
 // hosts at a time. Environment: as for deploy.
 //
 //	mage gitric:stage shop gitric:swap
@@ -278,7 +279,7 @@ func Swap(ctx context.Context) error {
 // Status shows what every host of the stage runs, its lock, local edits and drift.
 //
 // Needs a stage before it; only, ref (compare with it instead of HEAD) and
-// acceptNew apply. Read-only: it takes no lock and changes nothing.
+// acceptNew apply (any other modifier is refused). Read-only: it takes no lock and changes nothing.
 // Environment: GITRIC_HOSTS, GITRIC_PARALLEL, GITRIC_OUTPUT and the SSH ones,
 // as for deploy.
 //
@@ -407,6 +408,9 @@ func (s *state) options(ctx context.Context, con *console.Console) (deploy.Deplo
 		if err := checkOrder(c, ours); err != nil {
 			return deploy.DeployOptions{}, nothing, err
 		}
+	}
+	if err := checkApplies(c, ours, cur, s.ran, act); err != nil {
+		return deploy.DeployOptions{}, nothing, err
 	}
 	if s.stage == "" {
 		hint := "mage prod " + act
