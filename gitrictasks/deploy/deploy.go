@@ -861,7 +861,7 @@ func (d *deployment) prepareRelease(h *hostDeploy, reuse bool) error {
 	h.release = rel
 	switch {
 	case built == "0" && mode == ModeBlueGreen:
-		h.log.Printf("built %s in %s; next runs the old copy until the cutover renames this one in", rel, round(time.Since(start)))
+		h.log.Printf("built %s in %s; the cutover renames it to next's %s", rel, round(time.Since(start)), strings.TrimSuffix(rel, ".gitric-new"))
 	case built == "0":
 		h.log.Printf("built %s in %s", rel, round(time.Since(start)))
 	}
