@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
 // The end-to-end tests of a blue/green stage with a Build, against real
@@ -400,5 +401,109 @@ func (f *fleet) unlockedBG(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(f.target(i), "repo", "gitric", "lock")); err == nil {
 			t.Errorf("host %d is still locked", i)
 		}
+	}
+}
+
+// TestBlueGreenBuildSubmodulesShared deploys a superproject with a nested
+// submodule and shared paths to a blue/green stage with a Build: the
+// copies renamed into place (and back) keep their submodules working, and
+// the shared data survives every deploy, swap and rollback.
+func TestBlueGreenBuildSubmodulesShared(t *testing.T) {
+	f := newFixture(t, sshdtest.Options{})
+	root := f.target
+	inner := repotest.New(t)
+	inner.Commit(t, "inner v1", map[string]string{"inner.txt": "inner v1\n"})
+	lib := repotest.New(t)
+	lib.Commit(t, "lib v1", map[string]string{"lib.txt": "lib v1\n"})
+	lib.AddSubmodule(t, "inner", inner.Dir, "vendor/inner")
+	lib.Git(t, "commit", "-qm", "add inner")
+	f.src.AddSubmodule(t, "lib", lib.Dir, "libs/lib")
+	f.src.Git(t, "commit", "-qm", "add lib")
+	f.src.Submodule(t, "update", "--init", "--recursive")
+	if err := os.MkdirAll(filepath.Join(root, "shared"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "shared", ".env"), []byte("KEY=kept\n"), 0o600)
+
+	opts := f.options()
+	opts.Stage.Mode = deploy.ModeBlueGreen
+	opts.Stage.Submodules = true
+	opts.Stage.Shared = []string{".env", "data/"}
+	opts.Stage.Build = `cat libs/lib/lib.txt libs/lib/vendor/inner/inner.txt > built.txt && cat .env >> data/builds`
+	// running.log: ignored (*.log), as what a service writes must be.
+	opts.Stage.Start = `grep -q bad index.html && exit 5; cat built.txt > running.log; cat index.html >> data/starts`
+	// sub checks next's submodules: their files, a clean status, and
+	// their core.worktree, which must be where they are now.
+	sub := func(when, lib, inner string) {
+		t.Helper()
+		next, _ := filepath.EvalSymlinks(filepath.Join(root, "next"))
+		if got := readFile(t, filepath.Join(next, "built.txt")); got != lib+inner {
+			t.Errorf("%s: the build saw %q, want %q", when, got, lib+inner)
+		}
+		if got := readFile(t, filepath.Join(next, "running.log")); got != lib+inner {
+			t.Errorf("%s: next serves %q", when, got)
+		}
+		for _, p := range []string{"libs/lib", "libs/lib/vendor/inner"} {
+			dir := filepath.Join(next, p)
+			if st, err := repotest.Git(dir, "status", "--porcelain"); err != nil || st != "" {
+				t.Errorf("%s: %s: status %q (%v)", when, p, st, err)
+			}
+			if wt, err := repotest.Git(dir, "rev-parse", "--show-toplevel"); err != nil || wt != dir {
+				t.Errorf("%s: %s: git works in %q (%v), want %s", when, p, wt, err, dir)
+			}
+		}
+		if st, err := repotest.Git(next, "status", "--porcelain"); err != nil || st != "" {
+			t.Errorf("%s: next: status %q (%v)", when, st, err)
+		}
+		for _, p := range []string{".env", "data"} {
+			if target, err := os.Readlink(filepath.Join(next, p)); err != nil || target != filepath.Join(root, "shared", p) {
+				t.Errorf("%s: next/%s links to %q (%v)", when, p, target, err)
+			}
+		}
+		if h := lookBG(t, root); len(h.extra) > 0 {
+			t.Errorf("%s: left beside the colours: %v", when, h.extra)
+		}
+		worktrees(t, root)
+	}
+	f.deploy(t, opts)
+	sub("first deploy", "lib v1\n", "inner v1\n")
+
+	// Move the nested submodule, record it in lib, then in the super.
+	innerDir := filepath.Join(f.src.Dir, "libs/lib/vendor/inner")
+	repotest.Git(innerDir, "checkout", "-q", "-b", "work")
+	os.WriteFile(filepath.Join(innerDir, "inner.txt"), []byte("inner v2\n"), 0o644)
+	repotest.Git(innerDir, "commit", "-qam", "inner v2")
+	libDir := filepath.Join(f.src.Dir, "libs/lib")
+	repotest.Git(libDir, "checkout", "-q", "-b", "work")
+	repotest.Git(libDir, "commit", "-qam", "inner v2")
+	f.src.Git(t, "commit", "-qam", "lib with inner v2")
+	f.deploy(t, opts)
+	sub("second deploy", "lib v1\n", "inner v2\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), deployTimeout)
+	defer cancel()
+	if _, err := deploy.Swap(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+	f.deploy(t, opts) // to blue
+	sub("deploy to blue", "lib v1\n", "inner v2\n")
+	if c := colorOf(root, "next"); c != "blue" {
+		t.Errorf("next is %s", c)
+	}
+
+	f.src.Commit(t, "bad", map[string]string{"index.html": "bad\n"})
+	if _, err := runDeploy(t, opts); !errors.Is(err, deploy.ErrRolledBack) {
+		t.Fatalf("deploy of a version that does not start = %v", err)
+	}
+	sub("back after a failed start", "lib v1\n", "inner v2\n")
+
+	if got := readFile(t, filepath.Join(root, "shared", "data", "builds")); got != strings.Repeat("KEY=kept\n", 4) {
+		t.Errorf("the builds saw .env as %q", got)
+	}
+	// The first deploy started green, the others their next; the failed
+	// one did not get that far, and the rollback started blue again.
+	if got := readFile(t, filepath.Join(root, "shared", "data", "starts")); got != "v1\nv1\nv2\nv2\n" {
+		t.Errorf("data/starts = %q", got)
 	}
 }

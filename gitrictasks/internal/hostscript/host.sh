@@ -843,7 +843,7 @@ rewire() {
 	git -C "$1" ls-tree -r HEAD | while read -r mode type sha path; do
 		[ "$mode" = 160000 ] && [ -f "$1/$path/.git" ] || continue
 		gd=$(sed -n 's/^gitdir: //p' "$1/$path/.git")
-		git --git-dir="$gd" config core.worktree "$1/$path" && rewire "$1/$path" "$gd"
+		git config -f "$gd/config" core.worktree "$1/$path" && rewire "$1/$path" "$gd"
 	done
 }
 # tidy: what an earlier run (or this one) left beside the colours.
