@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gitric/gitric/gitrictasks/deploy"
 	"github.com/gitric/gitric/gitrictasks/internal/repotest"
@@ -505,5 +506,83 @@ func TestBlueGreenBuildSubmodulesShared(t *testing.T) {
 	// one did not get that far, and the rollback started blue again.
 	if got := readFile(t, filepath.Join(root, "shared", "data", "starts")); got != "v1\nv1\nv2\nv2\n" {
 		t.Errorf("data/starts = %q", got)
+	}
+}
+
+// TestBuildInterrupted: Ctrl-C during a phase-one build (of a release,
+// or of next's new copy) ends the deploy within mage's window, over real
+// SSH too; the host finishes the build by itself and releases its lock
+// (in blue/green, removing the copy nothing will use). What serves is as
+// it was.
+func TestBuildInterrupted(t *testing.T) {
+	for _, mode := range []deploy.Mode{deploy.ModeRelease, deploy.ModeBlueGreen} {
+		t.Run(string(mode), func(t *testing.T) {
+			f := newFixture(t, sshdtest.Options{})
+			root := f.target
+			opts := f.options()
+			opts.Stage.Mode = mode
+			opts.Stage.Build = "echo quick > built.txt"
+			opts.Stage.Start = "cp index.html running.log"
+			f.deploy(t, opts)
+			link := "current"
+			if mode == deploy.ModeBlueGreen {
+				link = "next"
+			}
+			served := inode(t, filepath.Join(root, link))
+			v1 := headIn(filepath.Join(root, link))
+			before := lookBG(t, root)
+			dir := t.TempDir()
+			marker, finished := filepath.Join(dir, "building"), filepath.Join(dir, "finished")
+			slow := opts
+			slow.Stage.Build = "touch " + marker + " && sleep 15 && touch " + finished
+			f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+					if _, err := os.Stat(marker); err == nil {
+						cancel()
+						return
+					}
+				}
+			}()
+			start := time.Now()
+			_, err := deploy.Run(ctx, slow)
+			if ctx.Err() == nil {
+				t.Fatalf("the build never started: %v", err)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("Run returned %s after it started; the build was waited for", took)
+			}
+			if !errors.Is(err, deploy.ErrInterrupted) {
+				t.Errorf("Run = %v, want ErrInterrupted", err)
+			}
+			lock := filepath.Join(root, "repo", "gitric", "lock")
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if _, err := os.Lstat(lock); err != nil {
+					break
+				}
+			}
+			if _, err := os.Lstat(lock); err == nil {
+				t.Fatal("the host did not release its lock")
+			}
+			if _, err := os.Stat(finished); err != nil {
+				t.Errorf("the build did not run to its end: %v", err)
+			}
+			if headIn(filepath.Join(root, link)) != v1 || inode(t, filepath.Join(root, link)) != served || readFile(t, filepath.Join(root, link, "running.log")) != "v1\n" {
+				t.Errorf("%s changed", link)
+			}
+			if mode == deploy.ModeBlueGreen {
+				if h := lookBG(t, root); h.next != before.next || h.liveIno != before.liveIno || len(h.extra) > 0 {
+					t.Errorf("the host changed: %+v, before %+v", h, before)
+				}
+				worktrees(t, root)
+			}
+			// The next deploy goes through.
+			f.deploy(t, opts)
+			if got := headIn(filepath.Join(root, link)); got != f.src.Head(t) {
+				t.Errorf("after the next deploy %s is on %.7s", link, got)
+			}
+		})
 	}
 }
