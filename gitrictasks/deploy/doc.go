@@ -38,12 +38,15 @@
 // pack of the objects the host lacks into refs/gitric/seed: the working
 // copy and the service do not change. Then it reports what the switch would
 // lose (tracked edits, untracked files the new commit overwrites; refused
-// unless DiscardEdits), and in ModeRelease checks the new release
-// out and runs Stage.Build in it. If any host fails here, no host changes.
+// unless DiscardEdits), and in ModeRelease (and ModeBlueGreen with a
+// Stage.Build) checks the new tree out beside the one in use (a new
+// release; a new copy of next) and runs Stage.Build in it. If any host
+// fails here, no host changes, and the new trees are removed.
 // Stage.Once then runs on one host, and the Before hook is called.
 //
-// Phase two cuts the hosts over, RolloutOptions.Batch at a time: stop, switch
-// (git reset --hard, or a rename of a symlink), start, health check
+// Phase two cuts the hosts over, RolloutOptions.Batch at a time: stop,
+// switch (git reset --hard, a rename of a symlink, or of next's new copy
+// into place), start, health check
 // (Stage.Check on the host, Stage.HTTPCheck requested by gitric through the
 // connection). A host whose start or check fails goes back to its previous
 // commit; a failed batch ends the rollout. Every command is bounded

@@ -52,3 +52,43 @@ func TestUnitInterruptDuringBuild(t *testing.T) {
 		t.Errorf("the host was cut over to %s", h)
 	}
 }
+
+// In blue/green with a Build too (the host finishing the build by itself
+// is TestBlueGreenBuildInterrupted's, over sshd: this link kills it).
+func TestUnitInterruptDuringBlueGreenBuild(t *testing.T) {
+	f := newUnitFleet(t, 1)
+	opts := f.options()
+	opts.Stage.Mode = ModeBlueGreen
+	if _, err := Run(context.Background(), opts); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	v1 := f.head(t, 0, ModeBlueGreen)
+	marker := filepath.Join(t.TempDir(), "building")
+	opts.Stage.Build = "touch " + marker + " && sleep 30"
+	opts.DiscardEdits = true // the service's file in next
+	f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(marker); err == nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	_, err := Run(ctx, opts)
+	if ctx.Err() == nil {
+		t.Fatalf("the build never started: %v", err)
+	}
+	if took := time.Since(start); took > 25*time.Second {
+		t.Fatalf("Run returned %s after it started; the build was waited for", took)
+	}
+	if !errors.Is(err, ErrInterrupted) {
+		t.Errorf("Run = %v, want ErrInterrupted", err)
+	}
+	if h := f.head(t, 0, ModeBlueGreen); h != v1 {
+		t.Errorf("next was cut over to %s", h)
+	}
+}

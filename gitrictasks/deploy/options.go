@@ -42,7 +42,16 @@ type Stage struct {
 	//     stop, an atomic rename of the Path/current symlink, start.
 	//   - ModeBlueGreen: working copies Path/blue and Path/green, symlinks
 	//     Path/live and Path/next; a deploy goes to next while live keeps
-	//     serving, and Swap exchanges them.
+	//     serving, and Swap exchanges them. Without a Build the cutover is
+	//     stop, git reset --hard in next, start. With one, phase one checks
+	//     the commit out beside next's colour (Path/green.gitric-new, say)
+	//     and builds it there, and the cutover is stop, a rename of that
+	//     copy in place of the colour's directory, start; the old copy is
+	//     kept until the new one passes its check, so a failed one goes
+	//     back to it without a rebuild. Each deploy is then a fresh
+	//     checkout, as in ModeRelease: what no commit tracks in next does
+	//     not carry over (keep it in Shared), and untracked files there
+	//     refuse the deploy, unless ignored or the build's own outputs.
 	// Service commands run in the working copy they are about.
 	Mode Mode
 	// Keep is how many releases ModeRelease keeps (default 5); the live
@@ -62,11 +71,13 @@ type Stage struct {
 	Submodules bool
 
 	// Build is a shell command run on every host in the new working copy,
-	// with Env: in ModeRelease in the new release directory during phase
-	// one, while the old version serves (a build that fails on any host
-	// stops the deploy before any cutover, and its release is removed); in
-	// ModeBlueGreen in next, after its switch (next does not serve); in
-	// ModeInPlace after the switch and before Start, inside the downtime.
+	// with Env, before the service stops: in ModeRelease in the new
+	// release directory, in ModeBlueGreen in next's new copy beside it
+	// (with its colour's Colors), both during phase one, while the old
+	// version keeps running; a build that fails on any host stops the
+	// deploy before any cutover, its last lines are shown, and the new
+	// directory is removed on every host. In ModeInPlace it runs after the
+	// switch and before Start, inside the downtime.
 	Build string
 	// Artifacts are built locally and shipped with the commit as git
 	// objects, so hosts need no toolchain (see Artifacts).

@@ -165,7 +165,11 @@ func (d *deployOp) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) 
 	if c, err := d.repo.Outgoing(d.commit.Hash, from, 5); err == nil {
 		hp.Commits, hp.Subjects = c.Commits, c.Subjects
 		hp.Files, hp.Insertions, hp.Deletions, hp.Paths = c.Files, c.Insertions, c.Deletions, c.Paths
-		if lost := untrackedConflicts(c.Added, st.untracked); len(lost) > 0 && !d.opts.DiscardEdits {
+		lost := untrackedConflicts(c.Added, st.untracked)
+		if d.opts.Stage.mode() == ModeBlueGreen && d.opts.Stage.Build != "" && !st.head.IsZero() {
+			lost = st.untracked // next's directory is replaced: all of them
+		}
+		if len(lost) > 0 && !d.opts.DiscardEdits {
 			refuse(&UntrackedError{Host: hp.Host, Paths: lost, Hint: d.opts.Hints.DiscardEdits})
 		}
 	}
@@ -229,14 +233,19 @@ func steps(opts settings, first bool) []Step {
 		add("check", check, false)
 		add("switch", "rename current", false)
 		add("stop", st.Stop+" (in the old release)", false)
-	case st.mode() == ModeRelease:
+	case st.mode() == ModeRelease || (st.mode() == ModeBlueGreen && st.Build != ""):
 		add("build", st.Build, false)
 		add("once", st.Once, false)
 		if !first {
 			add("stop", st.Stop, true)
 		}
-		add("switch", "rename current", true)
-		add("start", st.Start, true)
+		if st.mode() == ModeRelease {
+			add("switch", "rename current", true)
+			add("start", st.Start, true)
+		} else {
+			add("switch", "rename the built copy to next's", true)
+			add("start", st.Start, false)
+		}
 		add("check", check, false)
 	default:
 		add("once", st.Once, false)

@@ -341,28 +341,38 @@ func (r *rollout) commitName() string {
 
 // prepareRelease has a release-mode host check its new release out and
 // build it (reuse: find the kept release of a rollback's target), in
-// phase one, while the old version serves.
+// phase one, while the old version serves; a blue/green host with a Build
+// likewise makes and builds next's new copy beside next (a rollback's
+// too: the old commit is built again).
 func (r *rollout) prepareRelease(h *hostDeploy, reuse bool) error {
-	if r.opts.Stage.mode() != ModeRelease || h.res.Skipped {
+	mode := r.opts.Stage.mode()
+	if h.res.Skipped || (mode != ModeRelease && (mode != ModeBlueGreen || r.opts.Stage.Build == "")) {
 		return nil
+	}
+	what := "release"
+	if mode == ModeBlueGreen {
+		what, reuse = "copy of next", false
 	}
 	start := time.Now()
 	rel, built, err := h.session().prepare(h.to, h.toSrc, reuse, r.opts.BuildTimeout)
 	switch {
 	case errors.Is(err, errPrepare) && built == "t":
-		err = fmt.Errorf("%w: the build did not finish within %s and was killed; the release was removed and the service was not stopped", ErrCommandTimeout, r.opts.BuildTimeout)
+		err = fmt.Errorf("%w: the build did not finish within %s and was killed; the %s was removed and the service was not stopped", ErrCommandTimeout, r.opts.BuildTimeout, what)
 	case errors.Is(err, errPrepare) && built != "-" && built != "0":
-		err = fmt.Errorf("the build failed (exit status %s); see its last lines above; the release was removed and the service was not stopped", built)
+		err = fmt.Errorf("the build failed (exit status %s); see its last lines above; the %s was removed and the service was not stopped", built, what)
 	case errors.Is(err, errPrepare) && reuse:
 		err = fmt.Errorf("%w: the release of %s is not on the host any more (pruned: Keep is %d)", ErrNoPrevious, short(h.toSrc), r.opts.Stage.Keep)
 	case errors.Is(err, errPrepare):
-		err = fmt.Errorf("could not check %s out into a new release (see the host's message above: a full disk?); the service was not stopped", short(h.toSrc))
+		err = fmt.Errorf("could not check %s out into a new %s (see the host's message above: a full disk?); the service was not stopped", short(h.toSrc), what)
 	}
 	if err != nil {
 		return &HostError{Host: h.addr.Name(), Step: "build", Err: err}
 	}
 	h.release = rel
-	if built == "0" {
+	switch {
+	case built == "0" && mode == ModeBlueGreen:
+		h.log.Printf("built %s in %s; the cutover renames it to next's %s", rel, round(time.Since(start)), strings.TrimSuffix(rel, ".gitric-new"))
+	case built == "0":
 		h.log.Printf("built %s in %s", rel, round(time.Since(start)))
 	}
 	return nil

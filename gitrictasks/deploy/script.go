@@ -50,7 +50,15 @@ func (l sshLink) start(ctx context.Context, cmd string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &process{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr, wait: p.Wait, kill: func() { _ = p.Close() }}, nil
+	// A closed session alone does not end the reads: sshd closes the
+	// channel only once the command has ended (a build that goes on).
+	// The connection is this session's: closing it ends them at once,
+	// and the host's script goes on, as when the client dies.
+	kill := func() {
+		_ = p.Close()
+		_ = l.host.Close()
+	}
+	return &process{stdin: p.Stdin, stdout: p.Stdout, stderr: p.Stderr, wait: p.Wait, kill: kill}, nil
 }
 
 func (l sshLink) close() { l.host.Close() }

@@ -265,7 +265,14 @@ now_ms() {
 # over FROM would overwrite or delete (a file TO adds, a directory where TO
 # has a file, a file where TO has a directory). Ignored files are not
 # listed: like git, gitric treats them as expendable.
-untracked() { conflicts "$@" | head -n 50; }
+# In blue/green with a Build, a deploy replaces next's directory: then
+# every untracked file in it (but the build's own outputs, which
+# ignore_built marks as ignored) would be lost.
+untracked() {
+	if [ "$MODE" = bluegreen ] && [ -n "$BUILD" ]; then
+		[ "$2" = none ] || git -C "$1" -c core.quotepath=off ls-files -o --exclude-standard 2>/dev/null | head -n 50
+	else conflicts "$@" | head -n 50; fi
+}
 # conflicts DIR FROM TO: all of them. Paths as git writes them, without
 # quoting but for control characters, quotes and backslashes.
 conflicts() {
@@ -541,11 +548,11 @@ build_in() {
 	return $b
 }
 
-# start_and_check DIR RESET [COLOR]: build (in place), start (unless the
-# tree is mixed), check.
+# start_and_check DIR RESET [COLOR]: build (in place; the other modes
+# built in phase one), start (unless the tree is mixed), check.
 start_and_check() {
 	b=0
-	if [ "$2" -eq 0 ] && [ "$MODE" != release ]; then
+	if [ "$2" -eq 0 ] && [ "$MODE" = inplace ]; then
 		build_in "$1" "${3:-}"
 		b=$?
 	else
@@ -617,6 +624,22 @@ link_shared() {
 }
 
 
+# The working copies of release and blue/green mode are git worktrees of $R.
+wt() { git --git-dir="$R" worktree "$@"; }
+# subj DIR [COMMIT]: a commit (HEAD) of DIR, as its short hash and subject.
+subj() { git -C "$1" --no-pager log -1 --format='%h %s' "${2:-HEAD}"; }
+prune() { wt prune 2>/dev/null; }
+# newtree DIR COMMIT: a new working copy of COMMIT (sharing the objects),
+# its submodules checked out and the shared paths linked.
+newtree() {
+	{ wt add -q --detach "$P/$1" "$2" && submodules "$P/$1"; } >&2 </dev/null && link_shared "$P/$1" >&2
+}
+# drop DIR: remove a working copy (relative to $P) that nothing uses.
+drop() {
+	[ -e "$1" ] || return 0
+	rebind "$1"
+	wt remove --force "$1" >/dev/null 2>&1 || rm -rf "$1"
+}
 
 # prepare_release COMMIT [reuse]: the release of COMMIT, made while the
 # service runs: a complete, clean one of this commit is reused, or a new
@@ -632,10 +655,10 @@ prepare_release() {
 		if [ "$(headof "$d")" = "$1" ] && complete "$d" && [ -z "$(git -C "$d" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 			rel=$d
 		elif [ "$(readlink current 2>/dev/null)" != "$d" ]; then
-			git --git-dir="$R" worktree remove --force "$P/$d" >/dev/null 2>&1 || rm -rf "$d"
+			drop "$d"
 		fi
 	done
-	git --git-dir="$R" worktree prune 2>/dev/null
+	prune
 	if [ -n "$rel" ]; then
 		say built -
 		say prepared 0 "$rel"
@@ -658,8 +681,7 @@ prepare_release() {
 		stamp=$(date -u +%Y%m%dT%H%M%SZ) n=$((n + 1))
 	done
 	rel=releases/$stamp-$short
-	if { git --git-dir="$R" worktree add -q --detach "$P/$rel" "$1" && submodules "$P/$rel"; } >&2 </dev/null && link_shared "$P/$rel" >&2 && build_in "$P/$rel" &&
-		: >"$(git -C "$rel" rev-parse --absolute-git-dir)/gitric-complete"; then
+	if newtree "$rel" "$1" && build_in "$P/$rel" && mark "$rel"; then
 		say prepared 0 "$rel"
 		return 0
 	fi
@@ -669,11 +691,14 @@ prepare_release() {
 	return 1
 }
 
+# mark DIR: DIR is complete (see complete).
+mark() { : >"$(git -C "$1" rev-parse --absolute-git-dir)/gitric-complete"; }
+
 # discard_release RELEASE: remove a release that is not live.
 discard_release() {
 	[ -n "$1" ] && [ "$(readlink current 2>/dev/null)" != "$1" ] || return 0
-	git --git-dir="$R" worktree remove --force "$P/$1" >/dev/null 2>&1 || rm -rf "$1"
-	git --git-dir="$R" worktree prune 2>/dev/null
+	drop "$1"
+	prune
 }
 
 cutover_release() {
@@ -699,17 +724,17 @@ cutover_release() {
 		fi
 		start_and_check current $r
 	fi
-	[ "$(readlink current)" != "$rel" ] || printf 'current is now %s: %s\n' "$rel" "$(git -C current --no-pager log -1 --format='%h %s' "${GITRIC_COMMIT:-HEAD}" 2>/dev/null || git -C current --no-pager log -1 --format='%h %s')" >&2
+	[ "$(readlink current)" != "$rel" ] || printf 'current is now %s: %s\n' "$rel" "$(subj current "${GITRIC_COMMIT:-HEAD}" 2>/dev/null || subj current)" >&2
 	# Keep KEEP releases: always the live and previous ones, then the
 	# newest; the oldest others go.
 	extra=$(($(ls -1d releases/*/ 2>/dev/null | wc -l) - KEEP))
 	[ "$extra" -le 0 ] || ls -1d releases/*/ 2>/dev/null | sed 's#/$##' | sort | while IFS= read -r old; do
 		[ "$extra" -gt 0 ] || break
 		[ "$old" = "$(readlink current)" ] || [ "$old" = "$prev" ] || [ "$old" = "${prev#"$P"/}" ] && continue
-		git --git-dir="$R" worktree remove --force "$P/$old" >/dev/null 2>&1 || rm -rf "$old"
+		drop "$old"
 		extra=$((extra - 1))
 	done
-	git --git-dir="$R" worktree prune 2>/dev/null
+	prune
 }
 
 # overlap_release: start the new release next to the old one, check it,
@@ -754,18 +779,22 @@ overlap_release() {
 	finish "$okword" 0 ""
 }
 
-# colors BLUE GREEN: make the blue/green working copies (first deploy).
 # dropcolors: remove the blue and green working copies (none is live).
 dropcolors() {
-	for c in blue green; do
-		[ -e "$c" ] || [ -L "$c" ] || continue
-		git --git-dir="$R" worktree remove --force "$P/$c" >/dev/null 2>&1 || rm -rf "$c"
-	done
-	git --git-dir="$R" worktree prune 2>/dev/null
+	drop blue
+	drop green
+	prune
 }
+
+nextis() { printf 'next (%s) is now at %s; live is %s\n' "$color" "$(subj next)" "$(basename "$(readlink live)")" >&2; }
 
 cutover_bluegreen() {
 	t0=$(now_ms)
+	if [ -n "$BUILD" ]; then
+		cutover_built "$1"
+		return
+	fi
+	tidy
 	first=
 	if [ ! -L next ]; then
 		first=1
@@ -773,13 +802,11 @@ cutover_bluegreen() {
 		# Without live and next, blue and green are what an earlier first
 		# deploy that failed (or crashed) left: nothing serves from them.
 		[ -L live ] || dropcolors
-		for c in blue green; do
-			if ! { git --git-dir="$R" worktree add -q --detach "$P/$c" "$1" && submodules "$P/$c" && link_shared "$P/$c"; } >&2 </dev/null; then
-				[ -L live ] || dropcolors
-				unprepared "the $c working copy could not be checked out; nothing was started"
-				return 0
-			fi
-		done
+		if ! { newtree blue "$1" && newtree green "$1"; }; then
+			[ -L live ] || dropcolors
+			unprepared "the blue and green working copies could not be checked out; nothing was started"
+			return 0
+		fi
 		swaplink live blue && swaplink next green
 	fi
 	color=$(basename "$(readlink next)")
@@ -790,27 +817,137 @@ cutover_bluegreen() {
 	switch_tree "$P/$color" "$1"
 	r=$?
 	start_and_check next $r "$color"
-	[ $r -ne 0 ] || printf 'next (%s) is now at %s; live is %s\n' "$color" "$(git -C next --no-pager log -1 --format='%h %s')" "$(basename "$(readlink live)")" >&2
+	[ $r -ne 0 ] || nextis
 }
 
-# run_once COMMIT: the run-once command, in the prepared release, or in a
-# scratch checkout of COMMIT. Says onced S.
+# ---- blue/green with a Build ----------------------------------------------
+# Phase one checks the new commit out beside next's colour C, as
+# C.gitric-new, and builds it there while both colours run. The cutover
+# stops next, moves C aside as C.gitric-old, renames C.gitric-new to C and
+# starts it. C.gitric-old is kept while the new copy fails its start or
+# check, for the rollback, which renames it back (no build); it goes when
+# the session ends. A crash leaves at most these: the next run puts a
+# missing C back from C.gitric-old and removes the others, never using one.
+
+# rebind DIR: after DIR, a working copy, was renamed, git's record of it
+# (which git worktree prune goes by) and its submodules follow it.
+rebind() {
+	[ -f "$P/$1/.git" ] && a=$(git -C "$P/$1" rev-parse --absolute-git-dir 2>/dev/null) || return 0
+	[ "$(cat "$a/gitdir" 2>/dev/null)" = "$P/$1/.git" ] && return 0
+	rewire "$P/$1" "$a"
+	printf '%s\n' "$P/$1/.git" >"$a/gitdir"
+}
+# rewire DIR GITDIR: the core.worktree of DIR's submodules (see subtree).
+rewire() {
+	[ -d "$2/modules" ] || return 0
+	git -C "$1" ls-tree -r HEAD | while read -r mode type sha path; do
+		[ "$mode" = 160000 ] && [ -f "$1/$path/.git" ] || continue
+		gd=$(sed -n 's/^gitdir: //p' "$1/$path/.git")
+		git config -f "$gd/config" core.worktree "$1/$path" && rewire "$1/$path" "$gd"
+	done
+}
+# tidy: what an earlier run (or this one) left beside the colours.
+tidy() {
+	for c in blue green; do
+		[ -e "$c" ] || [ ! -d "$c.gitric-old" ] || mv "$c.gitric-old" "$c"
+		rebind "$c"
+		drop "$c.gitric-new"
+		drop "$c.gitric-old"
+	done
+	prune
+}
+
+# ignore_built DIR: what the build wrote in DIR is expendable, like an
+# ignored file: the untracked check of the next deploy passes over it.
+ignore_built() {
+	mkdir -p "$R/info" && git -C "$P/$1" -c core.quotepath=off ls-files -o --exclude-standard --directory | head -n 1000 |
+		awk -v f="$R/info/exclude" 'BEGIN { while ((getline l <f) > 0) x[l] = 1 }
+			/^"|[ \\]$/ { next }
+			{ gsub(/[][*?\\]/, "\\\\&"); if (!(("/" $0) in x)) print "/" $0 }' >>"$R/info/exclude"
+}
+
+# prepare_bluegreen COMMIT: next's new copy, checked out, linked and built
+# (with its colour's settings) while the old one runs; on a first deploy,
+# blue (live) is checked out too. Sets rel; says prepared 0 DIR, or
+# prepared 1 (nothing was left).
+prepare_bluegreen() {
+	tidy
+	color=green
+	if [ -L next ]; then
+		color=$(basename "$(readlink next)")
+	elif [ "$(readlink live 2>/dev/null)" = green ]; then
+		color=blue
+	fi
+	rel=$color.gitric-new
+	if { [ -L live ] || { dropcolors; newtree blue "$1"; }; } && newtree "$rel" "$1" && build_in "$P/$rel" "$color" && ignore_built "$rel" && mark "$rel"; then
+		say prepared 0 "$rel"
+		return 0
+	fi
+	discard_bluegreen
+	audit failed "the new copy of next of $(printf %.7s "${GITRIC_COMMIT:-$1}") could not be checked out or built; the service was not stopped"
+	say prepared 1
+	return 1
+}
+
+# discard_bluegreen: the prepared copy goes unused (and on a first deploy,
+# blue with it).
+discard_bluegreen() {
+	drop "$rel"
+	[ -L live ] || dropcolors
+	prune
+	rel=
+}
+
+# cutover_built COMMIT: stop next, rename the copy of COMMIT in (the one
+# prepared, or the one the cutover before moved aside), start, check.
+cutover_built() {
+	color=${rel%.gitric-new} src=$rel
+	if [ -z "$rel" ] || [ "$(headof "$rel")" != "$1" ]; then
+		# A rollback of the cutover before: the old copy comes back.
+		color=$(basename "$(readlink next 2>/dev/null)")
+		src=$color.gitric-old
+		if [ "$(headof "$src")" != "$1" ]; then
+			unprepared "there is no copy of $1 built for next on the host"
+			return
+		fi
+	fi
+	aside=$color.gitric-old
+	[ "$src" != "$aside" ] || aside=$color.gitric-new
+	rel=
+	prev=none
+	[ ! -L next ] || prev=$(headof next)
+	stop_service next "$color" || return 0
+	r=0
+	drop "$aside"
+	if [ -e "$color" ] && ! mv "$color" "$aside"; then
+		r=1
+	elif ! mv "$src" "$color"; then
+		r=1
+		[ ! -e "$aside" ] || mv "$aside" "$color" || r=2
+	fi
+	rebind "$color"
+	rebind "$aside"
+	# A first deploy: live is blue (checked out in phase one), next this.
+	[ -L next ] || { { [ -L live ] || swaplink live blue; } && swaplink next "$color"; } || r=2
+	case $r in 0) say reset 0 ;; 1) say reset f ;; *) say reset x ;; esac
+	start_and_check next $r "$color"
+	[ $r -ne 0 ] || nextis
+}
+
+# run_once COMMIT: the run-once command, in the prepared (and built)
+# release or copy of next, or in a scratch checkout of COMMIT. Says onced S.
 run_once() {
 	dir=$P/$rel
 	scratch=
-	if [ "$MODE" != release ] || [ -z "$rel" ]; then
-		scratch=$G/once
-		git --git-dir="$R" worktree remove --force "$scratch" >/dev/null 2>&1
-		rm -rf "$scratch"
-		git --git-dir="$R" worktree add -q --detach "$scratch" "$1" >&2 </dev/null || { say onced 1; return; }
-		dir=$scratch
+	if [ "$MODE" = inplace ] || [ -z "$rel" ]; then
+		scratch=$GD/gitric/once
+		drop "$scratch"
+		wt add -q --detach "$scratch" "$1" >&2 </dev/null || { say onced 1; return; }
+		dir=$P/$scratch
 	fi
 	runcmd once "$ONCE" "$ONCEWAIT" "$dir"
 	o=$?
-	if [ -n "$scratch" ]; then
-		git --git-dir="$R" worktree remove --force "$scratch" >/dev/null 2>&1 || rm -rf "$scratch"
-		git --git-dir="$R" worktree prune 2>/dev/null
-	fi
+	[ -z "$scratch" ] || { drop "$scratch"; prune; }
 	say onced "$(word $o t)"
 }
 
@@ -820,7 +957,7 @@ swap_bluegreen() {
 	l=$(readlink live) n=$(readlink next)
 	swaplink live "$n" && swaplink next "$l"
 	r=$?
-	printf 'live is now %s (%s), next is %s\n' "$(basename "$n")" "$(git -C live --no-pager log -1 --format='%h %s')" "$(basename "$l")" >&2
+	printf 'live is now %s (%s), next is %s\n' "$(basename "$n")" "$(subj live)" "$(basename "$l")" >&2
 	finish ok $r "renaming the live and next symlinks failed"
 	say swapped $r
 }
@@ -872,17 +1009,18 @@ while IFS= read -r line; do
 		say verified
 		;;
 	prepare)
-		# Phase one of release mode: the release, built, before any stop.
+		# Phase one of release mode (and of blue/green with a Build): the
+		# new tree, built, before any stop. A signal lets the build end.
 		[ -z "$locked" ] || die proto "prepare without the lock"
 		case $arg in *[!0-9a-f]* | '') die proto "bad commit '$arg'" ;; esac
 		srccommit "$rest" "$arg"
 		trap : HUP INT TERM
-		prepare_release "$arg" "$okword"
+		"prepare_$MODE" "$arg" "$okword"
 		trap 'exit 1' HUP INT TERM
 		;;
 	discard)
-		# Another host failed: the release prepared here goes unused.
-		discard_release "$rel"
+		# Another host failed: the tree prepared here goes unused.
+		"discard_$MODE" "$rel"
 		rel=
 		say discarded
 		;;
@@ -915,8 +1053,10 @@ while IFS= read -r line; do
 		printf '%s\n' "${line#"$T log "}" >>"$G/audit.log" 2>/dev/null
 		say logged
 		;;
-	bye) exit 0 ;;
+	bye) break ;;
 	*) die proto "unknown command" ;;
 	esac
 done
+# What this run prepared and did not use, or moved aside, goes.
+[ -n "$locked" ] || [ "$MODE" != bluegreen ] || [ -z "$BUILD" ] || tidy
 exit 0

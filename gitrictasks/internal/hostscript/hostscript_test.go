@@ -158,9 +158,9 @@ func TestStatusOnAnEmptyHost(t *testing.T) {
 
 func TestScriptIsSmall(t *testing.T) {
 	v := Vars{Action: Deploy, Path: "app", StopWait: time.Second}
-	// sed reads it in a few system calls; without sed on the PATH the
-	// shell reads it byte by byte, so it must stay small.
-	if n := len(v.Script(NewToken())); n > 24<<10 {
+	// The bootstrap's read takes it byte by byte (some 30 ms for 29 KiB
+	// under dash), so it must stay small.
+	if n := len(v.Script(NewToken())); n > 26<<10 {
 		t.Errorf("the script is %d bytes; it travels with every run", n)
 	}
 }

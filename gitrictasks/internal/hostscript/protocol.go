@@ -32,10 +32,10 @@ const (
 	WordStopped   = "stopped"   // 0, -, p, t or the stop command's status
 	WordReset     = "reset"     // 0, f (back on the old commit), x (mixed), -
 	WordBuilt     = "built"     // -, t or the build's status
-	WordPrepared  = "prepared"  // 0 release, or 1: the release of a commit (release mode)
+	WordPrepared  = "prepared"  // 0 dir, or 1: the release (release mode) or next's new copy (blue/green with a build) of a commit
 	WordMissing   = "missing"   // path: a shared file the host lacks
 	WordOnced     = "onced"     // t or the run-once command's status
-	WordDiscarded = "discarded" // the prepared release was removed
+	WordDiscarded = "discarded" // the prepared release (or copy) was removed
 	WordCheckHTTP = "checkhttp" // gitric's HTTP check is due: answer with CmdHTTP
 	WordStarted   = "started"   // -, t or the start command's status
 	WordChecked   = "checked"   // 0, 1, t or -
@@ -49,8 +49,8 @@ const (
 	CmdCutover = "cutover" // sha okword source audit-json-prefix
 	CmdSwap    = "swap"    // audit-json-prefix
 	CmdLog     = "log"     // json: append to the audit log
-	CmdPrepare = "prepare" // sha new|reuse source: make (or find) the release of sha
-	CmdDiscard = "discard" // remove the release prepare made
+	CmdPrepare = "prepare" // sha new|reuse source: make (or find) the release of sha, or next's new copy
+	CmdDiscard = "discard" // remove the release (or copy) prepare made
 	CmdOnce    = "once"    // sha source: run the run-once command
 	CmdHTTP    = "http"    // 0 or 1: the HTTP check's verdict
 	CmdBye     = "bye"
