@@ -129,7 +129,7 @@ type UntrackedError struct {
 }
 
 func (e *UntrackedError) Error() string {
-	return fmt.Sprintf("%s: %v: %s. The new commit would overwrite or delete these files, which are in no commit, so the host was left as it was. "+
+	return fmt.Sprintf("%s: %v: %s. The switch to the new commit would lose these files (overwritten, deleted, or left behind with the old copy), which are in no commit, so the host was left as it was. "+
 		"Move them out of the way (or commit them, or ignore them in .gitignore if they are expendable), or overwrite them: %s",
 		e.Host, ErrUntracked, strings.Join(e.Paths, ", "), e.Hint)
 }

@@ -403,7 +403,7 @@ func (r *rollout) refuseUntracked(h *hostDeploy, paths []string) error {
 		return nil
 	}
 	h.res.Outcome = OutcomeRefused
-	r.audit(h, OutcomeRefused, "untracked files on the host would be overwritten")
+	r.audit(h, OutcomeRefused, "untracked files on the host would be lost")
 	return &UntrackedError{Host: h.addr.Name(), Paths: paths, Hint: r.opts.Hints.DiscardEdits}
 }
 
