@@ -135,6 +135,29 @@ func TestBlueGreen(t *testing.T) {
 	}
 }
 
+// TestBlueGreenLiveWithoutNext deploys to a blue/green root that a first
+// deploy left with live but no next (it stopped between its two links):
+// next is made the other colour, and the deploy goes ahead.
+func TestBlueGreenLiveWithoutNext(t *testing.T) {
+	f := newFixture(t, sshdtest.Options{})
+	opts := f.options()
+	opts.Stage.Mode = deploy.ModeBlueGreen
+	f.deploy(t, opts)
+	for _, gone := range []string{"next", "green"} {
+		if err := os.RemoveAll(filepath.Join(f.target, gone)); err != nil {
+			t.Fatal(err)
+		}
+		f.src.Commit(t, "after "+gone, map[string]string{"index.html": gone + "\n"})
+		f.deploy(t, opts)
+		next, _ := os.Readlink(filepath.Join(f.target, "next"))
+		live, _ := os.Readlink(filepath.Join(f.target, "live"))
+		b, _ := os.ReadFile(filepath.Join(f.target, "next", "index.html"))
+		if filepath.Base(next) != "green" || filepath.Base(live) != "blue" || string(b) != gone+"\n" {
+			t.Fatalf("without %s: next -> %q, live -> %q, next serves %q", gone, next, live, b)
+		}
+	}
+}
+
 func TestServerEditsRefused(t *testing.T) {
 	f := newFixture(t, sshdtest.Options{})
 	opts := f.options()

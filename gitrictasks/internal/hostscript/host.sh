@@ -796,14 +796,26 @@ cutover_bluegreen() {
 	fi
 	tidy
 	first=
-	if [ ! -L next ]; then
+	if [ ! -d next ] && [ -d live ]; then
+		# A first deploy that stopped between its two links, or a next
+		# whose colour is gone: next is the colour live is not, made if
+		# it is missing.
+		o=green
+		[ "$(basename "$(readlink live)")" != green ] || o=blue
+		if [ ! -d "$o" ] && ! newtree "$o" "$1"; then
+			drop "$o"
+			unprepared "the $o working copy could not be checked out; nothing was started"
+			return 0
+		fi
+		swaplink next "$o"
+	elif [ ! -L next ]; then
 		first=1
 		# First deploy: both colours start on this commit; blue is live.
 		# Without live and next, blue and green are what an earlier first
 		# deploy that failed (or crashed) left: nothing serves from them.
-		[ -L live ] || dropcolors
+		dropcolors
 		if ! { newtree blue "$1" && newtree green "$1"; }; then
-			[ -L live ] || dropcolors
+			dropcolors
 			unprepared "the blue and green working copies could not be checked out; nothing was started"
 			return 0
 		fi
