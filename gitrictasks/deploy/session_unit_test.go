@@ -71,7 +71,7 @@ func (r *stdinRecorder) Close() error {
 func (r *stdinRecorder) commands() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, after, _ := strings.Cut(r.buf.String(), "\n#gitric-end\n")
+	_, after, _ := strings.Cut(r.buf.String(), "\n#gitric-end "+r.token+"\n")
 	var out []string
 	for _, l := range strings.Split(strings.TrimSpace(after), "\n") {
 		if l != "" {
