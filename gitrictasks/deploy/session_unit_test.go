@@ -71,7 +71,7 @@ func (r *stdinRecorder) Close() error {
 func (r *stdinRecorder) commands() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, after, _ := strings.Cut(r.buf.String(), "\n#gitric-end\n")
+	_, after, _ := strings.Cut(r.buf.String(), "\n#gitric-end "+r.token+"\n")
 	var out []string
 	for _, l := range strings.Split(strings.TrimSpace(after), "\n") {
 		if l != "" {
@@ -248,6 +248,23 @@ func TestUnitOpenSessionState(t *testing.T) {
 	}
 	if len(st.audit) != 1 || st.audit[0].To != sha1 || st.audit[0].Result != OutcomeOK {
 		t.Errorf("audit %+v (the line that is not JSON is skipped)", st.audit)
+	}
+}
+
+// Up to the host's ready, gitric writes nothing after the script: the
+// bootstrap's head -c may read ahead of what it prints (busybox's does),
+// so nothing may be there to read before the script has spoken.
+func TestUnitNothingAfterTheScriptBeforeReady(t *testing.T) {
+	t.Parallel()
+	l := scriptedLink{hold: true, out: "TOKEN hello 2\nTOKEN head " + sha1 + "\nTOKEN changed  M index.html\nTOKEN ready\n"}
+	if _, _, err, _ := l.open(t); err != nil {
+		t.Fatal(err)
+	}
+	l.stdin.mu.Lock()
+	in, token := l.stdin.buf.String(), l.stdin.token
+	l.stdin.mu.Unlock()
+	if end := "\n#gitric-end " + token + "\n"; !strings.HasSuffix(in, end) {
+		t.Errorf("gitric's input to the host ends in %q before the host's ready, not in the script's end line", in[max(0, len(in)-80):])
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -112,12 +113,14 @@ func TestCompareCode(t *testing.T) {
 		{"first deploy, peak RSS (KiB)", strconv.FormatInt(medianRSS(first.samples[0]), 10), strconv.FormatInt(medianRSS(first.samples[1]), 10), ratio(medianRSS(first.samples[0]), medianRSS(first.samples[1])), goal(float64(medianRSS(first.samples[0]))/float64(medianRSS(first.samples[1])), codeRSSGoal)},
 		{"incremental, peak RSS (KiB)", strconv.FormatInt(medianRSS(incremental.samples[0]), 10), strconv.FormatInt(medianRSS(incremental.samples[1]), 10), ratio(medianRSS(incremental.samples[0]), medianRSS(incremental.samples[1])), goal(float64(medianRSS(incremental.samples[0]))/float64(medianRSS(incremental.samples[1])), codeRSSGoal)},
 		{"one-line change, pack bytes", strconv.FormatInt(oursInc, 10), strconv.FormatInt(gitInc, 10), ratio(oursInc, gitInc), "few hundred bytes"},
+		{"incremental, host CPU", medianCPU(incremental.samples[0], true), medianCPU(incremental.samples[1], true), cpuRatio(incremental.samples[0], incremental.samples[1]), "-"},
 	}
 	notes := []string{
 		fmt.Sprintf("history: repotest.CodeHistory %+v: %d commits, %d files at HEAD, made by git fast-import, then git repack -adf and git gc", codeHistory, commits, files),
 		"pack bytes: the pack stream for the deploy, gitric's from localrepo.WritePack, git's from git pack-objects --revs --stdout --thin --delta-base-offset (what git push runs) for the same wants and haves",
 		"host .git/objects: the bytes of every file under the host repository's .git/objects after the last timed first deploy of each tool",
 		"peak RSS: median of the timed runs; gitric's mage binary vs git push and the children it waited for (ssh, pack-objects)",
+		"host CPU: median of user + system CPU time of the sshd connections and what they ran (login shell, host script, git), from sshd's cutime and cstime in /proc; the CLI's is its three logins'",
 	}
 	publish(t, rep.text()+"\n"+textTable(rows, notes), rep.markdown()+"\n"+markdownTable("gitric vs git on a history of code", rows, notes))
 }
@@ -160,6 +163,26 @@ func gitPackBytes(t *testing.T, dir, want, have string) int64 {
 		t.Fatalf("git pack-objects: %v: %s", err, stderr.String())
 	}
 	return cw.n
+}
+
+// cpuRatio is the ratio of the median host CPU times of a and b, "n/a"
+// when either is unknown.
+func cpuRatio(a, b []sample) string {
+	x, y := medianCPU(a, true), medianCPU(b, true)
+	if x == "n/a" || y == "n/a" {
+		return "n/a"
+	}
+	host := func(s []sample) time.Duration {
+		xs := make([]time.Duration, len(s))
+		for i := range s {
+			xs[i] = s[i].hostCPU
+		}
+		return median(xs)
+	}
+	if host(b) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", float64(host(a))/float64(host(b)))
 }
 
 type byteCounter struct{ n int64 }

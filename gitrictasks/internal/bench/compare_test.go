@@ -285,11 +285,17 @@ func (b *bench) measure(t *testing.T, runs int, sc scenario) result {
 }
 
 // deploy has tl deploy sha into target, then checks the target and that
-// the deploy logged in as often as it should have.
+// the deploy logged in as often as it should have. It measures the host's
+// CPU time too (sshd and what it ran).
 func (b *bench) deploy(t *testing.T, tl tool, target, sha string) sample {
 	t.Helper()
 	before := logins(b.srv)
+	cpuBefore := hostsCPU([]*sshdtest.Server{b.srv})
 	s := tl.deploy(t, target, sha)
+	s.hostCPU = -1
+	if cpuAfter := hostsCPU([]*sshdtest.Server{b.srv}); cpuBefore >= 0 && cpuAfter >= 0 {
+		s.hostCPU = cpuAfter - cpuBefore
+	}
 	verify(t, b.repo.Dir, tl.name, target, sha)
 	if n := logins(b.srv) - before; n != tl.logins {
 		t.Fatalf("%s: deploying %s took %d SSH logins, want %d\n%s", tl.name, sha[:7], n, tl.logins, s.out)

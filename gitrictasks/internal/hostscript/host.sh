@@ -127,21 +127,34 @@ if [ ! -d "$G" ]; then
 fi
 
 # ---- the lock: a symlink, made in one syscall, naming its holder ---------
-bootid() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || sysctl -n kern.boottime 2>/dev/null | sed 's/[^0-9]//g' || true; }
+# bootid: sets boot_id to this boot's, once. Linux's is read with read (no
+# process to start: this runs on every deploy); BSD and macOS have a boot
+# time instead.
+boot_id=
+bootid() {
+	[ -z "$boot_id" ] || return 0
+	if [ -r /proc/sys/kernel/random/boot_id ]; then
+		IFS= read -r boot_id </proc/sys/kernel/random/boot_id || :
+	else
+		boot_id=$(sysctl -n kern.boottime 2>/dev/null | sed 's/[^0-9]//g')
+	fi
+}
 lockowner() { readlink "$G/lock" 2>/dev/null || cat "$G/lock/owner" 2>/dev/null || echo 'an unknown deploy'; }
 # stale OWNER: the holder's process is gone, or the host rebooted since.
 stale() {
 	case $1 in "pid="*" boot="*) ;; *) return 1 ;; esac
 	pid=${1#pid=} pid=${pid%% *}
 	boot=${1#* boot=} boot=${boot%% *}
-	[ -n "$boot" ] && [ "$boot" != "$(bootid)" ] && return 0
+	bootid
+	[ -n "$boot" ] && [ "$boot" != "$boot_id" ] && return 0
 	kill -0 "$pid" 2>/dev/null && return 1
 	ps -p "$pid" >/dev/null 2>&1 && return 1
 	return 0
 }
 locked= mine=
 lock() {
-	info="pid=$$ boot=$(bootid) $LOCK"
+	bootid
+	info="pid=$$ boot=$boot_id $LOCK"
 	# A lock that cannot be made is not someone else's lock.
 	[ -w "$G" ] || die path "cannot take the deploy lock in $G as $(me): the directory is not writable by that user; give it to that user (chown -R $(me) $P), or deploy as its owner"
 	waited=0
@@ -204,7 +217,13 @@ if [ -z "$locked" ] && [ -n "$writes" ] && [ ! -f "$R/HEAD" ]; then
 	*) git -c init.defaultBranch=main init -q --bare "$R" >&2 || die init "git init failed in $R" ;;
 	esac
 fi
-[ -z "$writes" ] || [ -n "$locked" ] || { mkdir -p "$G/log" && chmod 700 "$G/log"; } 2>/dev/null || die path "cannot write in $G as $(me)"
+# The service commands' output goes to $G/log, which stays private (it
+# may hold a secret): made so, and made so again by every run with a
+# command to run there. A run without one starts no process for it.
+if [ -n "$writes" ] && [ -z "$locked" ]; then
+	{ [ -d "$G/log" ] || mkdir -p -m 700 "$G/log"; } 2>/dev/null && [ -w "$G/log" ] || die path "cannot write in $G as $(me)"
+	[ -z "$STOP$START$CHECK$BUILD$ONCE" ] || chmod 700 "$G/log" 2>/dev/null || die path "cannot write in $G as $(me)"
+fi
 
 if [ "$ACTION" = status ] || [ "$ACTION" = plan ]; then
 	[ -L "$G/lock" ] || [ -e "$G/lock" ] && say locked "$(lockowner)"
@@ -212,25 +231,53 @@ fi
 if [ "$AUDITLOG" = 1 ] && [ -f "$G/audit.log" ]; then
 	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
 fi
-head=none
-[ ! -d "$L" ] || head=$(headof "$L")
-[ "$ACTION" = status ] || { [ ! -d "$W" ] || head=$(headof "$W"); }
+# The commit that serves (status) or that a deploy changes: its hash,
+# tree, time, author and subject, in one git call (here-documents and
+# read split them: no process). A deploy commit of gitric's (artifacts,
+# a subdirectory) names the source commit it was made of, in its subject
+# ("gitric deploy of SHA", and " Subdir: DIR" joined to it): gitric speaks
+# of that one. log.showSignature would put gpg's lines first.
+head=none hinfo= dir=$W
+[ "$ACTION" != status ] || dir=$L
+if [ -d "$dir" ]; then
+	hinfo=$(git -C "$dir" -c log.showSignature=false --no-pager log -1 --format='%H %T %ct %an%n%s' HEAD 2>/dev/null) || hinfo=
+elif [ -d "$L" ]; then
+	# No working copy to change, but one that serves: its commit only.
+	head=$(headof "$L")
+fi
+if [ -n "$hinfo" ]; then
+	{
+		read -r head htree ctime author
+		IFS= read -r subject
+	} <<EOF
+$hinfo
+EOF
+fi
 say head "$head"
-if [ "$head" != none ]; then
-	# A deploy commit of gitric's (artifacts, a subdirectory) names the
-	# source commit it was made of: gitric speaks of that one.
-	dir=$W
-	[ "$ACTION" != status ] || dir=$L
-	src=$(git -C "$dir" --no-pager log -1 --format='%an %B' HEAD 2>/dev/null | sed -n 's/^gitric gitric deploy of \([0-9a-f]\{40\}\)$/\1/p')
-	[ -z "$src" ] || say source "$src" "$(git -C "$dir" rev-parse -q --verify 'HEAD^{tree}' 2>/dev/null)"
-	[ "$ACTION" != status ] || say commit "$(git -C "$L" --no-pager log -1 --format='%ct %s' HEAD)"
-	n=0
+if [ -n "$hinfo" ]; then
+	src=
+	if [ "$author" = gitric ]; then
+		case $subject in "gitric deploy of "*)
+			src=${subject#"gitric deploy of "} src=${src%% *}
+			case ${subject#"gitric deploy of $src"} in '' | " Subdir: "*) ;; *) src= ;; esac
+			case $src in *[!0-9a-f]*) src= ;; esac
+			[ ${#src} -eq 40 ] || src=
+			;;
+		esac
+	fi
+	[ -z "$src" ] || say source "$src" "$htree"
+	[ "$ACTION" != status ] || say commit "$ctime $subject"
 	# A look only, in every action: a refused deploy leaves even the
 	# index's stat data as it was (git status would refresh it).
-	GIT_OPTIONAL_LOCKS=0 git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null | while IFS= read -r line; do
+	changes=$(GIT_OPTIONAL_LOCKS=0 git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)
+	n=0
+	[ -z "$changes" ] || while IFS= read -r line; do
 		n=$((n + 1))
-		[ $n -gt 20 ] || say changed "$line"
-	done
+		[ $n -le 20 ] || break
+		say changed "$line"
+	done <<EOF
+$changes
+EOF
 fi
 if [ "$MODE" = release ] && [ "$AUDITLOG" = 1 ]; then
 	for d in releases/*/; do
@@ -292,7 +339,12 @@ conflicts() {
 			}
 		}' | sort -u
 }
+# report_untracked DIR FROM TO: says them. A working copy without an
+# untracked file, the usual case, has none to lose: that takes one git
+# call, which --directory keeps short (an untracked directory is a line).
 report_untracked() {
+	[ "$2" != none ] || return 0
+	[ -n "$(git -C "$1" ls-files --others --exclude-standard --directory --no-empty-directory 2>/dev/null)" ] || return 0
 	untracked "$@" | while IFS= read -r f; do say untracked "$f"; done
 }
 
@@ -982,7 +1034,13 @@ swap_bluegreen() {
 if [ -z "$locked" ] && [ "$ACTION" = deploy ]; then
 	git receive-pack "$GD"
 	rc=$?
-	seed=$(git --git-dir="$R" rev-parse -q --verify 'refs/gitric/seed^{commit}' 2>/dev/null || echo none)
+	# What the ref holds: its file, as receive-pack just wrote it, read
+	# with read (no process); git's answer where the ref is not a file of
+	# a commit's hash (packed, or another ref backend).
+	seed=
+	[ ! -f "$R/refs/gitric/seed" ] || IFS= read -r seed <"$R/refs/gitric/seed" || seed=
+	case $seed in *[!0-9a-f]* | '') seed= ;; esac
+	[ ${#seed} -eq 40 ] || [ ${#seed} -eq 64 ] || seed=$(git --git-dir="$R" rev-parse -q --verify 'refs/gitric/seed^{commit}' 2>/dev/null || echo none)
 	say seeded "$rc" "$seed"
 	if [ "$rc" -ne 0 ]; then
 		audit failed "git receive-pack failed (exit status $rc)"

@@ -28,7 +28,7 @@ func requireTool(t *testing.T, name string) string {
 // login shell that parses the command line.
 func TestCommandInEveryLoginShell(t *testing.T) {
 	t.Parallel()
-	script := beginMarker + "\nprintf '%s|' \"$0\" 'it'\\''s' \"a\\\\b\" '$x' \"`echo bq`\" '!x' 'semi;colon'\n" + endMarker + "\n"
+	script := frame("gitric-tok", "printf '%s|' \"$0\" 'it'\\''s' \"a\\\\b\" '$x' \"`echo bq`\" '!x' 'semi;colon'\n")
 	want := "/bin/sh|it's|a\\b|$x|bq|!x|semi;colon|"
 	for _, shell := range []string{"bash", "dash", "zsh", "fish", "tcsh", "busybox"} {
 		t.Run(shell, func(t *testing.T) {
@@ -49,16 +49,157 @@ func TestCommandInEveryLoginShell(t *testing.T) {
 	}
 }
 
-// A login script that eats the first line of stdin is caught before
-// anything of the script runs.
+// headBin is a directory for PATH that holds only a head: the system's,
+// busybox's, a shell script standing in for one, or none at all.
+func headBin(t *testing.T, head string) string {
+	t.Helper()
+	bin := t.TempDir()
+	switch {
+	case head == "":
+	case strings.HasPrefix(head, "#!"):
+		if err := os.WriteFile(filepath.Join(bin, "head"), []byte(head), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		if err := os.Symlink(requireTool(t, head), filepath.Join(bin, "head")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
+}
+
+// The bootstrap reads the script and not a byte more, with every sh that
+// may be /bin/sh and every head: the line gitric writes after the script
+// has said hello reaches the script. Where head has no -c, or there is no
+// head, read takes over; a head that stops short stops the run.
+func TestBootstrapReadsExactlyTheScript(t *testing.T) {
+	t.Parallel()
+	const tok = "gitric-tok"
+	// A line like the end marker, inside a value, does not end the script;
+	// the run's own end line does.
+	body := "v='\n" + endMarker + "\n'\n" +
+		"[ \"${" + bootVar + ":-}\" = 1 ] || exit 98\n" +
+		"printf '%s hello " + Version + "\\n' \"$T\"\n" +
+		"IFS= read -r x\n" +
+		"printf 'got %s, %s\\n' \"$x\" \"$v\"\n"
+	script := frame(tok, "T="+tok+"\n"+body)
+	heads := []struct {
+		name, head string
+		works      bool
+	}{
+		{"GNU head", "head", true},
+		{"busybox head", "busybox", true},
+		{"no head", "", true},
+		{"a head without -c", "#!/bin/sh\necho 'head: invalid option -- c' >&2\nexit 1\n", true},
+		{"a head that stops short", "#!/bin/sh\nexec /bin/dd bs=1 count=40 2>/dev/null\n", false},
+	}
+	for _, sh := range []string{"dash", "bash", "busybox"} {
+		for _, h := range heads {
+			t.Run(sh+"/"+h.name, func(t *testing.T) {
+				t.Parallel()
+				path := requireTool(t, sh)
+				args := []string{"-c", bootstrap()}
+				if sh == "busybox" {
+					args = append([]string{"sh"}, args...)
+				}
+				cmd := exec.Command(path, args...)
+				cmd.Env = []string{"PATH=" + headBin(t, h.head), "HOME=" + t.TempDir()}
+				stdin, err := cmd.StdinPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				stdout, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+				if _, err := io.WriteString(stdin, script); err != nil {
+					t.Fatal(err)
+				}
+				d := NewDecoder(stdout, tok)
+				if !h.works {
+					_ = stdin.Close()
+					err := cmd.Wait()
+					var ee *exec.ExitError
+					if !errors.As(err, &ee) || ee.ExitCode() != ExitConsumed || d.Hello() == nil {
+						t.Fatalf("exit %v (%s), want %d before hello", err, stderr.String(), ExitConsumed)
+					}
+					return
+				}
+				// As gitric does: nothing more until the script's hello.
+				if err := d.Hello(); err != nil {
+					t.Fatalf("hello: %v (%s)", err, stderr.String())
+				}
+				if _, err := io.WriteString(stdin, "after the script\n"); err != nil {
+					t.Fatal(err)
+				}
+				_ = stdin.Close()
+				rest, _ := io.ReadAll(d.Reader())
+				if want := "got after the script, \n" + endMarker + "\n\n"; string(rest) != want {
+					t.Fatalf("the script printed %q (%s), want %q", rest, stderr.String(), want)
+				}
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("exit: %v (%s)", err, stderr.String())
+				}
+			})
+		}
+	}
+}
+
+// A login script that reads standard input, or a script that arrives
+// incomplete, is caught before anything of the script runs.
 func TestCommandRefusesAConsumedScript(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command("/bin/sh", "-c", "read x; "+Command(""))
-	cmd.Stdin = strings.NewReader(beginMarker + "\necho ran\n" + endMarker + "\n")
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != ExitConsumed || strings.Contains(string(out), "ran") {
-		t.Fatalf("consumed script: %q, %v", out, err)
+	script := frame("gitric-tok", "echo ran\n")
+	tests := []struct {
+		name  string
+		shell string // the login shell
+		rc    string // its startup file's name and text, name=text
+		stdin string
+		head  bool // head on the PATH
+	}{
+		{name: "the first line read", shell: "sh", rc: "read x", stdin: script, head: true},
+		{name: "part of the first line read", shell: "sh", rc: "/bin/dd bs=1 count=5 of=/dev/null 2>/dev/null", stdin: script, head: true},
+		{name: "two lines read", shell: "sh", rc: "read x; read y", stdin: script, head: true},
+		{name: "bashrc reads a line", shell: "bash", rc: ".bashrc=read x", stdin: script, head: true},
+		{name: "zshenv reads a line", shell: "zsh", rc: ".zshenv=read x", stdin: script, head: true},
+		{name: "incomplete", shell: "sh", stdin: script[:len(script)-20], head: true},
+		{name: "incomplete, no head", shell: "sh", stdin: script[:len(script)-20]},
+		{name: "only the first line", shell: "sh", stdin: script[:strings.Index(script, "\n")+1], head: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := requireTool(t, tt.shell)
+			home := t.TempDir()
+			env := []string{"HOME=" + home, "ZDOTDIR=" + home}
+			env = append(env, "PATH="+headBin(t, map[bool]string{true: "head"}[tt.head]))
+			cmdline := Command("")
+			if name, text, ok := strings.Cut(tt.rc, "="); ok && strings.HasPrefix(name, ".") {
+				rc := filepath.Join(home, name)
+				if err := os.WriteFile(rc, []byte(text+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if name == ".bashrc" {
+					env = append(env, "BASH_ENV="+rc) // what a login over ssh reads
+				}
+			} else if tt.rc != "" {
+				cmdline = tt.rc + "; " + cmdline
+			}
+			cmd := exec.Command(path, "-c", cmdline)
+			cmd.Env = env
+			cmd.Stdin = strings.NewReader(tt.stdin)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != ExitConsumed || strings.Contains(string(out), "ran") {
+				t.Fatalf("consumed script: %q, %v", out, err)
+			}
+		})
 	}
 }
 
@@ -158,8 +299,8 @@ func TestStatusOnAnEmptyHost(t *testing.T) {
 
 func TestScriptIsSmall(t *testing.T) {
 	v := Vars{Action: Deploy, Path: "app", StopWait: time.Second}
-	// The bootstrap's read takes it byte by byte (some 30 ms for 29 KiB
-	// under dash), so it must stay small.
+	// head -c reads it in a few system calls; without head on the PATH
+	// the shell reads it byte by byte, so it must stay small.
 	if n := len(v.Script(NewToken())); n > 26<<10 {
 		t.Errorf("the script is %d bytes; it travels with every run", n)
 	}

@@ -100,26 +100,49 @@ func NewToken() string {
 	return "gitric-" + hex.EncodeToString(b[:])
 }
 
-// Marker lines around the script on standard input.
+// Marker lines around the script on standard input. The first line,
+// "#gitric-begin VERSION COUNT TOKEN", says how many bytes follow it
+// (COUNT) and the run's token; what follows starts with "#gitric-body
+// TOKEN" and ends with "#gitric-end TOKEN". The token makes the markers
+// the run's own: no value inside the script (a command with a line that
+// reads "#gitric-end") can end it early.
 const (
 	beginMarker = "#gitric-begin " + Version
+	bodyMarker  = "#gitric-body"
 	endMarker   = "#gitric-end"
 )
+
+// frame puts body between the markers of token's run.
+func frame(token, body string) string {
+	body = bodyMarker + " " + token + "\n" + body + endMarker + " " + token + "\n"
+	return beginMarker + " " + strconv.Itoa(len(body)) + " " + token + "\n" + body
+}
 
 // Command is the session's command line. It is the same for every run and
 // every host (but for the sudo user, a validated name): it is valid in
 // every common login shell, holds no value of the deploy, and starts
-// /bin/sh on the script that follows on standard input. The script is
-// read whole, up to its last line and not a byte further, with the
-// shell's read, which reads a pipe byte by byte: no tool is trusted to
-// stop there (GNU sed reads ahead in blocks; busybox sed waits for the
+// /bin/sh on the script that follows on standard input.
+//
+// The script is read whole and not a byte further: what follows it on
+// standard input (git receive-pack's data, gitric's commands) is for
+// programs the script starts. The first line is read with the shell's
+// read, which reads a pipe byte by byte; it names the count of bytes that
+// follow, which head -c reads in a few system calls. That is exact even
+// for a head that reads ahead (busybox's reads through stdio), since
+// gitric writes nothing after the script until the script says hello.
+// Where head has no -c (it prints nothing), the rest is read with read,
+// byte by byte, up to the end line; no tool that reads lines is trusted
+// to stop there (GNU sed reads ahead in blocks; busybox sed waits for the
 // line after the one it quits on, which comes only once the script has
-// spoken). It runs only if its first line arrived intact: a login script
-// that ate part of standard input is caught here. The script itself
-// checks that this command, not a shell a login script exec'd, runs it.
+// spoken). A head that printed part of it is not followed by read: had it
+// read more than it printed, the gap would not show.
+//
+// It runs only if its first line arrived intact and the rest arrived
+// whole, between the run's body and end lines: a login script that ate
+// part of standard input is caught here. The script itself checks that
+// this command, not a shell a login script exec'd, runs it.
 func Command(sudo string) string {
-	run := shell.Quote(`n=$(printf "\nx"); n=${n%x}; s=; while IFS= read -r l; do s=$s$l$n; [ "$l" = "` + endMarker + `" ] && break; done; ` +
-		`case $s in "` + beginMarker + `"*) ` + bootVar + `=1; eval "$s" ;; *) echo "gitric: the login shell consumed part of the script sent on standard input (does a login script read it?)" >&2; exit 97 ;; esac`)
+	run := shell.Quote(bootstrap())
 	if sudo != "" {
 		// -n: fail rather than ask for a password; -H: the user's home.
 		return "exec sudo -n -H -u " + sudo + " -- /bin/sh -c " + run
@@ -127,8 +150,20 @@ func Command(sudo string) string {
 	return "exec /bin/sh -c " + run
 }
 
+// bootstrap is the sh code of Command: it reads the script and runs it.
+func bootstrap() string {
+	consumed := `echo "gitric: the login shell consumed part of the script sent on standard input, or it arrived incomplete (does a login script read it?)" >&2; exit ` + strconv.Itoa(ExitConsumed)
+	// l: the first line; c: the byte count; k: the token; s: the rest
+	// (without its last newline, which $(...) drops).
+	return `IFS= read -r l; case $l in "` + beginMarker + ` "[0-9]*" "?*) ;; *) ` + consumed + ` ;; esac; ` +
+		`c=${l#"` + beginMarker + ` "}; k=${c#* }; c=${c%% *}; ` +
+		`s=$(head -c "$c" 2>/dev/null); ` +
+		`if [ -z "$s" ]; then n=$(printf "\nx"); n=${n%x}; while IFS= read -r l; do s=$s$l$n; [ "$l" = "` + endMarker + ` $k" ] && break; done; s=${s%"$n"}; fi; ` +
+		`case $s in "` + bodyMarker + ` $k"?*"` + endMarker + ` $k") ` + bootVar + `=1; eval "$s" ;; *) ` + consumed + ` ;; esac`
+}
+
 // ExitConsumed is the bootstrap's exit status when the script arrived
-// without its first line.
+// without its first line, or not whole.
 const ExitConsumed = 97
 
 // ExitNotBootstrapped is the script's exit status when a shell ran it
@@ -162,7 +197,6 @@ func (v Vars) Script(token string) string {
 		audit = "{"
 	}
 	var b strings.Builder
-	b.WriteString(beginMarker + "\n")
 	for _, kv := range [][2]string{
 		{"T", shell.Quote(token)},
 		{"ACTION", shell.Quote(string(v.Action))},
@@ -223,6 +257,5 @@ func (v Vars) Script(token string) string {
 	}
 	b.WriteString("; }\n")
 	b.WriteString(body)
-	b.WriteString("\n" + endMarker + "\n")
-	return b.String()
+	return frame(token, b.String())
 }

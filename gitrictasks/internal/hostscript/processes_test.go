@@ -1,0 +1,187 @@
+package hostscript
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/gitric/gitric/gitrictasks/internal/localrepo"
+	"github.com/gitric/gitric/gitrictasks/internal/receivepack"
+	"github.com/gitric/gitric/gitrictasks/internal/repotest"
+)
+
+// shimTools are the commands the host script may run: each gets a shim on
+// the PATH that logs its name (and git's subcommand) before it runs.
+var shimTools = []string{"git", "head", "ln", "mkdir", "chmod", "cat", "readlink", "rm", "sed", "awk", "sort",
+	"tail", "date", "ls", "ps", "sleep", "tr", "grep", "id", "sysctl", "basename", "dirname", "mv", "wc"}
+
+// shimPath is a PATH whose tools log each run to the returned file.
+func shimPath(t *testing.T) (path, log string) {
+	t.Helper()
+	bin := t.TempDir()
+	log = filepath.Join(t.TempDir(), "runs")
+	for _, tool := range shimTools {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			continue
+		}
+		what := tool
+		if tool == "git" {
+			// The subcommand: the first word that is not an option or
+			// the value of -C or -c.
+			what = `git $(while [ $# -gt 0 ]; do case $1 in -C | -c) shift 2 ;; -*) shift ;; *) echo "$1"; break ;; esac; done)`
+		}
+		shim := "#!/bin/sh\necho \"" + what + "\" >>" + log + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, tool), []byte(shim), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin + ":" + os.Getenv("PATH"), log
+}
+
+// An incremental deploy's prelude and seed, on a clean in-place host, run
+// only the processes that their checks need: the bootstrap's head, the
+// lock's ln, one git for the head commit and its source, git status for
+// the server-edit check, git receive-pack (which runs git's own
+// connectivity check), one git ls-files for the untracked check, and at
+// the exit the lock's readlink and rm. Each process is CPU that every
+// host pays on every deploy: a new one must be worth it. The log
+// directory of the service commands is made private, and made so again
+// when a command is to run.
+func TestDeployPreludeAndSeedProcesses(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "git")
+	base := []string{"head", "ln", "git log", "git status", "git receive-pack", "git ls-files", "readlink", "rm"}
+	tests := []struct {
+		name   string
+		logDir os.FileMode // 0: none yet
+		stop   string
+		want   []string
+	}{
+		{name: "no command", logDir: 0o700, want: base},
+		{name: "no log directory yet", want: slices.Insert(slices.Clone(base), 2, "mkdir")},
+		{name: "a stop command, the log directory opened up", logDir: 0o755, stop: "true", want: slices.Insert(slices.Clone(base), 2, "chmod")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, app := deployToVerified(t, tt.logDir, tt.stop)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("the prelude and seed ran %q, want %q", got, tt.want)
+			}
+			fi, err := os.Stat(filepath.Join(app, ".git", "gitric", "log"))
+			if err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("the log directory: %v, %v; want it private (0700)", fi.Mode(), err)
+			}
+			if _, err := os.Lstat(filepath.Join(app, ".git", "gitric", "lock")); !os.IsNotExist(err) {
+				t.Errorf("the lock is still there (%v)", err)
+			}
+		})
+	}
+}
+
+// deployToVerified runs a deploy of a new commit to a clean in-place host
+// (whose gitric log directory has mode logDir, or is missing), up to its
+// untracked check, then ends it. It returns the commands the script ran
+// and the host's root.
+func deployToVerified(t *testing.T, logDir os.FileMode, stop string) (ran []string, app string) {
+	t.Helper()
+	src := repotest.New(t)
+	src.History(t, 20, 5)
+	home := t.TempDir()
+	app = filepath.Join(home, "app")
+	old := src.Head(t)
+	// The host: a gitric root on the previous commit, clean.
+	if out, err := exec.Command("git", "clone", "-q", src.Dir, app).CombinedOutput(); err != nil {
+		t.Fatalf("clone: %v: %s", err, out)
+	}
+	g := filepath.Join(app, ".git", "gitric")
+	if err := os.MkdirAll(g, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if logDir != 0 {
+		if err := os.Mkdir(filepath.Join(g, "log"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(g, "log"), logDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := src.Commit(t, "next", map[string]string{"next.txt": "next\n"})
+
+	path, log := shimPath(t)
+	tok := NewToken()
+	v := Vars{Action: Deploy, Path: "app", Mode: "inplace", New: next, Lock: "tester since now", Stop: stop}
+	cmd := exec.Command("/bin/sh", "-c", Command(""))
+	cmd.Env = []string{"HOME=" + home, "PATH=" + path, "GIT_CONFIG_NOSYSTEM=1"}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if _, err := io.WriteString(stdin, v.Script(tok)); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDecoder(stdout, tok)
+	if err := d.Hello(); err != nil {
+		t.Fatalf("hello: %v (%s)", err, stderr.String())
+	}
+	for {
+		l, err := d.Next("the state")
+		if err != nil {
+			t.Fatalf("state: %v (%s)", err, stderr.String())
+		}
+		if l.Word == WordHead && l.Arg != old {
+			t.Fatalf("head %s, want %s", l.Arg, old)
+		}
+		if l.Word == WordReady {
+			break
+		}
+	}
+	repo, err := localrepo.Open(src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := receivepack.Start(receivepack.Conn{In: stdin, Out: d.Reader()})
+	if err != nil {
+		t.Fatalf("receive-pack: %v (%s)", err, stderr.String())
+	}
+	up := receivepack.Update{Ref: "refs/gitric/seed", New: plumbing.NewHash(next)}
+	err = p.Send(context.Background(), []receivepack.Update{up}, func(w io.Writer) error {
+		_, err := repo.WritePack(context.Background(), w, up.New, []plumbing.Hash{plumbing.NewHash(old)})
+		return err
+	}, nil)
+	if err != nil {
+		t.Fatalf("push: %v (%s)", err, stderr.String())
+	}
+	if arg, err := d.Expect(WordSeeded); err != nil || arg != "0 "+next {
+		t.Fatalf("seeded %q, %v (%s)", arg, err, stderr.String())
+	}
+	if _, err := d.Expect(WordVerified); err != nil {
+		t.Fatalf("verified: %v (%s)", err, stderr.String())
+	}
+	if err := Send(stdin, tok, CmdBye); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v (%s)", err, stderr.String())
+	}
+	b, _ := os.ReadFile(log)
+	return strings.Split(strings.TrimSpace(string(b)), "\n"), app
+}
