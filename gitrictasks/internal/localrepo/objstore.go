@@ -403,10 +403,11 @@ func (p *packIdx) entryAt(off int64) (entry, error) {
 		return e, fmt.Errorf("read pack %s at %d: %w", p.path, off, err)
 	}
 	b := buf[:n]
-	bad := fmt.Errorf("pack %s: corrupt entry header at %d", p.path, off)
+	// The error is made only when needed: entryAt runs for every entry read.
+	bad := func() error { return fmt.Errorf("pack %s: corrupt entry header at %d", p.path, off) }
 	i := 0
 	if i >= len(b) {
-		return e, bad
+		return e, bad()
 	}
 	c := b[i]
 	i++
@@ -414,7 +415,7 @@ func (p *packIdx) entryAt(off int64) (entry, error) {
 	e.size = int64(c & 0x0f)
 	for shift := 4; c&0x80 != 0; shift += 7 {
 		if i >= len(b) || shift > 62 {
-			return e, bad
+			return e, bad()
 		}
 		c = b[i]
 		i++
@@ -424,26 +425,26 @@ func (p *packIdx) entryAt(off int64) (entry, error) {
 	case objCommit, objTree, objBlob, objTag:
 	case objOfsDelta:
 		if i >= len(b) {
-			return e, bad
+			return e, bad()
 		}
 		c = b[i]
 		i++
 		rel := int64(c & 0x7f)
 		for c&0x80 != 0 {
 			if i >= len(b) || rel > 1<<55 {
-				return e, bad
+				return e, bad()
 			}
 			c = b[i]
 			i++
 			rel = (rel+1)<<7 | int64(c&0x7f)
 		}
 		if rel <= 0 || rel > off {
-			return e, bad
+			return e, bad()
 		}
 		e.baseOff = off - rel
 	case objRefDelta:
 		if i+20 > len(b) {
-			return e, bad
+			return e, bad()
 		}
 		copy(e.baseRef[:], b[i:i+20])
 		i += 20

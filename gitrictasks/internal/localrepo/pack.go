@@ -9,8 +9,6 @@ import (
 	"math"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // PackStats describes a pack that WritePack or WritePacks wrote.
@@ -92,6 +90,9 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 			return PackStats{}, fmt.Errorf("pack part %d (want %s): no repository", i, p.Want)
 		}
 	}
+	if len(parts) > math.MaxUint16 {
+		return PackStats{}, fmt.Errorf("%d pack parts: at most %d", len(parts), math.MaxUint16)
+	}
 	pw := &packWriter{known: make(map[plumbing.Hash]int32)}
 	defer pw.close()
 	for _, p := range parts {
@@ -104,7 +105,7 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 	// known holds the objects the target has (hostHas) or that an earlier
 	// part already sends (their index in pw.objs): the object store on the
 	// other side is shared.
-	walks := make([][]*object.Commit, len(parts))
+	walks := make([][]*commitInfo, len(parts))
 	for i, p := range parts {
 		commits, err := pw.haveTrees(ctx, pw.repos[i], p.Want, p.Haves)
 		if err != nil {
@@ -114,7 +115,7 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 	}
 	var stats PackStats
 	for i := range parts {
-		commits, err := pw.missingObjects(ctx, pw.repos[i], int32(i), walks[i])
+		commits, err := pw.missingObjects(ctx, pw.repos[i], uint16(i), walks[i])
 		if err != nil {
 			return PackStats{}, parts[i].Repo.describe(err)
 		}
@@ -154,20 +155,20 @@ const hostHas = -1
 // haveTrees walks the commits reachable from want and not from haves, marks
 // known everything in the trees of the commits at the edge of that walk
 // (the target holds them) and returns the new commits, newest first.
-func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]*object.Commit, error) {
-	commits, edges, err := rs.repo.newCommits(ctx, want, haves, rs.shallow)
+func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]*commitInfo, error) {
+	commits, edges, err := newCommits(ctx, rs.rd.commit, want, haves, rs.shallow)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range edges {
-		c, err := rs.repo.git.CommitObject(e)
+		c, err := rs.rd.commit(e)
 		if err != nil {
 			return nil, fmt.Errorf("read commit %s: %w", e, err)
 		}
 		if _, ok := pw.known[e]; !ok {
 			pw.known[e] = hostHas
 		}
-		if err := pw.collectTree(ctx, rs, 0, c.TreeHash, plumbing.ZeroHash, false); err != nil {
+		if err := pw.collectTree(ctx, rs, 0, c.tree, plumbing.ZeroHash, false); err != nil {
 			return nil, err
 		}
 	}
@@ -178,24 +179,27 @@ func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbin
 // commits haveTrees found: first the commits, then the trees and blobs of
 // those commits, leaving out everything already known. It returns how
 // many commits it listed.
-func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part int32, commits []*object.Commit) (int, error) {
+func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part uint16, commits []*commitInfo) (int, error) {
 	n := 0
 	for _, c := range commits {
-		if _, ok := pw.known[c.Hash]; !ok {
-			pw.add(c.Hash, part, plumbing.ZeroHash)
+		if _, ok := pw.known[c.hash]; !ok {
+			pw.add(c.hash, part, plumbing.ZeroHash)
 			n++
 		}
 	}
-	for _, c := range commits {
+	for i, c := range commits {
 		// The first parent's tree is where the previous versions of the
-		// commit's files are, the bases for deltas of loose objects.
+		// commit's files are, the bases for deltas of loose objects. The
+		// parent is mostly the next commit of the list (newest first).
 		var base plumbing.Hash
-		if len(c.ParentHashes) > 0 && !rs.shallow[c.Hash] {
-			if pc, err := rs.repo.git.CommitObject(c.ParentHashes[0]); err == nil {
-				base = pc.TreeHash
+		if len(c.parents) > 0 && !rs.shallow[c.hash] {
+			if i+1 < len(commits) && commits[i+1].hash == c.parents[0] {
+				base = commits[i+1].tree
+			} else if pc, err := rs.rd.commit(c.parents[0]); err == nil {
+				base = pc.tree
 			}
 		}
-		if err := pw.collectTree(ctx, rs, part, c.TreeHash, base, true); err != nil {
+		if err := pw.collectTree(ctx, rs, part, c.tree, base, true); err != nil {
 			return 0, err
 		}
 	}
@@ -211,7 +215,10 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part in
 // if none): for an object that is not in a local packfile, the entry of
 // the same name there is the base to try for a delta. It is only read for
 // loose trees: in a packfile, objects are copied with the deltas they have.
-func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part int32, tree, base plumbing.Hash, send bool) error {
+//
+// The tree's content is parsed where the reader left it, entry by entry:
+// nothing is kept of it but the hashes listed.
+func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint16, tree, base plumbing.Hash, send bool) error {
 	if _, ok := pw.known[tree]; ok {
 		return nil
 	}
@@ -223,43 +230,54 @@ func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part int32
 	} else {
 		pw.known[tree] = hostHas
 	}
-	t, err := rs.repo.git.TreeObject(tree)
+	data, err := rs.rd.tree(tree)
 	if err != nil {
-		return fmt.Errorf("read tree %s: %w", tree, err)
+		return err
 	}
-	var prev map[string]object.TreeEntry
+	var prev map[string]treeEntry
 	if send && !base.IsZero() && base != tree && !rs.packed(tree) {
-		if bt, err := rs.repo.git.TreeObject(base); err == nil {
-			prev = make(map[string]object.TreeEntry, len(bt.Entries))
-			for _, e := range bt.Entries {
-				prev[e.Name] = e
+		if bt, err := rs.rd.tree(base); err == nil {
+			prev = make(map[string]treeEntry)
+			it := treeIter{data: bt}
+			for mode, name, h, ok := it.next(); ok; mode, name, h, ok = it.next() {
+				prev[string(name)] = treeEntry{mode, h}
 			}
 		}
 	}
-	for _, e := range t.Entries {
+	it := treeIter{data: data}
+	for mode, name, h, ok := it.next(); ok; mode, name, h, ok = it.next() {
 		var eb plumbing.Hash
-		if p, ok := prev[e.Name]; ok && (p.Mode == filemode.Dir) == (e.Mode == filemode.Dir) && p.Mode != filemode.Submodule {
-			eb = p.Hash
+		if p, ok := prev[string(name)]; ok && (p.mode == modeDir) == (mode == modeDir) && p.mode != modeSubmodule {
+			eb = p.hash
 		}
 		switch {
-		case e.Mode == filemode.Submodule:
+		case mode == modeSubmodule:
 			// A gitlink names a commit of another repository: not ours to send.
-		case e.Mode == filemode.Dir:
-			if err := pw.collectTree(ctx, rs, part, e.Hash, eb, send); err != nil {
+		case mode == modeDir:
+			if err := pw.collectTree(ctx, rs, part, h, eb, send); err != nil {
 				return err
 			}
 		default:
-			if _, ok := pw.known[e.Hash]; ok {
+			if _, ok := pw.known[h]; ok {
 				continue
 			}
 			if send {
-				pw.add(e.Hash, part, eb)
+				pw.add(h, part, eb)
 			} else {
-				pw.known[e.Hash] = hostHas
+				pw.known[h] = hostHas
 			}
 		}
 	}
+	if it.err != nil {
+		return fmt.Errorf("read tree %s: %w", tree, it.err)
+	}
 	return nil
+}
+
+// treeEntry is an entry of a loose tree's base, by name.
+type treeEntry struct {
+	mode uint32
+	hash plumbing.Hash
 }
 
 // Commit walk flags.
@@ -269,26 +287,34 @@ const (
 )
 
 // newCommits walks history from want and haves together, newest first, the
-// way git's revision walker does, and returns the commits reachable from
-// want but not from any have, plus the edges: the commits reachable from the
-// haves whose trees the target is known to hold. The walk stops as soon as
-// every commit still queued is reachable from a have, so an incremental
-// deploy reads a handful of commits however long the history is. The
-// commits in shallow are walked as if they had no parents.
-func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]*object.Commit, []plumbing.Hash, error) {
+// way git's revision walker does, reading commits with read, and returns
+// the commits reachable from want but not from any have, plus the edges:
+// the commits reachable from the haves whose trees the target is known to
+// hold. The walk stops as soon as every commit still queued is reachable
+// from a have, so an incremental deploy reads a handful of commits however
+// long the history is. The commits in shallow are walked as if they had
+// no parents.
+func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error), want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]*commitInfo, []plumbing.Hash, error) {
 	flags := make(map[plumbing.Hash]uint8)
 	var q commitQueue
-	push := func(c *object.Commit) {
-		flags[c.Hash] |= queued
+	push := func(c *commitInfo) {
+		flags[c.hash] |= queued
 		heap.Push(&q, c)
 	}
-	start, err := r.git.CommitObject(want)
+	readp := func(h plumbing.Hash) (*commitInfo, error) {
+		c, err := read(h)
+		if err != nil {
+			return nil, err
+		}
+		return &c, nil
+	}
+	start, err := readp(want)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read commit %s: %w", want, err)
 	}
 	push(start)
 	for _, h := range haves {
-		c, err := r.git.CommitObject(h)
+		c, err := readp(h)
 		if err != nil {
 			continue // the target has something we never had: nothing to exclude
 		}
@@ -298,19 +324,19 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 		}
 	}
 
-	var found []*object.Commit
+	var found []*commitInfo
 	var edges []plumbing.Hash
 	for q.Len() > 0 && !q.allUninteresting(flags) {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		c := heap.Pop(&q).(*object.Commit)
-		f := flags[c.Hash]
+		c := heap.Pop(&q).(*commitInfo)
+		f := flags[c.hash]
 		if f&uninteresting == 0 {
 			found = append(found, c)
 		}
-		parents := c.ParentHashes
-		if shallow[c.Hash] {
+		parents := c.parents
+		if shallow[c.hash] {
 			parents = nil // the local history ends here
 		}
 		for _, p := range parents {
@@ -323,7 +349,7 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 				if pf&queued != 0 {
 					// Already walked as interesting: walk it again so the
 					// mark reaches its own parents.
-					pc, err := r.git.CommitObject(p)
+					pc, err := readp(p)
 					if err != nil {
 						return nil, nil, fmt.Errorf("read commit %s: %w", p, err)
 					}
@@ -335,7 +361,7 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 			if pf&queued != 0 {
 				continue
 			}
-			pc, err := r.git.CommitObject(p)
+			pc, err := readp(p)
 			if errors.Is(err, plumbing.ErrObjectNotFound) && f&uninteresting != 0 {
 				continue // shallow local history below a have
 			}
@@ -349,7 +375,7 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 	// have are not new after all.
 	kept := found[:0]
 	for _, c := range found {
-		if flags[c.Hash]&uninteresting == 0 {
+		if flags[c.hash]&uninteresting == 0 {
 			kept = append(kept, c)
 		}
 	}
@@ -373,24 +399,23 @@ func contains(hs []plumbing.Hash, h plumbing.Hash) bool {
 }
 
 // commitQueue is a max-heap of commits by committer time.
-type commitQueue []*object.Commit
+type commitQueue []*commitInfo
 
-func (q commitQueue) Len() int { return len(q) }
-func (q commitQueue) Less(i, j int) bool {
-	return q[i].Committer.When.After(q[j].Committer.When)
-}
-func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *commitQueue) Push(x any)   { *q = append(*q, x.(*object.Commit)) }
+func (q commitQueue) Len() int           { return len(q) }
+func (q commitQueue) Less(i, j int) bool { return q[i].when > q[j].when }
+func (q commitQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *commitQueue) Push(x any)        { *q = append(*q, x.(*commitInfo)) }
 func (q *commitQueue) Pop() any {
 	old := *q
 	c := old[len(old)-1]
+	old[len(old)-1] = nil
 	*q = old[:len(old)-1]
 	return c
 }
 
 func (q commitQueue) allUninteresting(flags map[plumbing.Hash]uint8) bool {
 	for _, c := range q {
-		if flags[c.Hash]&uninteresting == 0 {
+		if flags[c.hash]&uninteresting == 0 {
 			return false
 		}
 	}

@@ -40,24 +40,40 @@ const (
 	written
 )
 
-// sendObj is an object the pack carries.
+// sendObj is an object the pack carries. There is one per object sent,
+// tens of thousands for a first deploy, so it is kept small (48 bytes):
+// the delta base to try for an object that is not copied from a packfile
+// lives in packWriter.bases, which few objects have, and the object's
+// location is an index rather than a location.
 type sendObj struct {
-	hash plumbing.Hash
-	// base is the previous version of the object at the same path, to
-	// try as a delta base when the object is not copied from a packfile.
-	base  plumbing.Hash
-	part  int32
+	hash  plumbing.Hash
+	part  uint16
 	state uint8
 	depth uint8 // of the delta chain as written, 0 for a whole object
-	loc   location
+	// where is the index in the part's store.packs of the pack that holds
+	// the object, at offset at; or, when negative, -1-d for a loose object
+	// in the store's object directory d.
+	where int32
+	at    int64
 	off   int64 // where the entry starts in the new pack
+}
+
+// loc is where o is stored, in rs's store.
+func (o *sendObj) loc(rs *repoState) location {
+	if o.where < 0 {
+		return location{dir: int(-1 - o.where)}
+	}
+	return location{pack: rs.store.packs[o.where], off: o.at}
 }
 
 // repoState is what the writer knows of one part's repository.
 type repoState struct {
 	repo    *Repo
 	store   *store
+	rd      *objReader
 	shallow map[plumbing.Hash]bool
+	// packNum maps the store's packs to their index in store.packs.
+	packNum map[*packIdx]int32
 }
 
 func (rs *repoState) packed(h plumbing.Hash) bool { return rs.store.packed(h) }
@@ -70,6 +86,10 @@ type packWriter struct {
 	// carries it, or to hostHas when the target holds it.
 	known map[plumbing.Hash]int32
 	objs  []sendObj
+	// bases is, for the objects that have one, the previous version of the
+	// object at the same path, to try as a delta base when the object is
+	// not copied from a packfile (see collectTree).
+	bases map[int32]plumbing.Hash
 
 	bw          *bufio.Writer
 	sum         hash.Hash
@@ -94,7 +114,10 @@ func (pw *packWriter) open(r *Repo) (*repoState, error) {
 		st.close()
 		return nil, err
 	}
-	rs := &repoState{repo: r, store: st, shallow: shallow}
+	rs := &repoState{repo: r, store: st, rd: newObjReader(st), shallow: shallow, packNum: make(map[*packIdx]int32, len(st.packs))}
+	for i, p := range st.packs {
+		rs.packNum[p] = int32(i)
+	}
 	if pw.stores == nil {
 		pw.stores = make(map[*Repo]*repoState)
 	}
@@ -109,9 +132,16 @@ func (pw *packWriter) close() {
 }
 
 // add lists h to be sent, from part, with base as the delta base to try.
-func (pw *packWriter) add(h plumbing.Hash, part int32, base plumbing.Hash) {
-	pw.known[h] = int32(len(pw.objs))
-	pw.objs = append(pw.objs, sendObj{hash: h, part: part, base: base})
+func (pw *packWriter) add(h plumbing.Hash, part uint16, base plumbing.Hash) {
+	i := int32(len(pw.objs))
+	pw.known[h] = i
+	pw.objs = append(pw.objs, sendObj{hash: h, part: part})
+	if !base.IsZero() {
+		if pw.bases == nil {
+			pw.bases = make(map[int32]plumbing.Hash)
+		}
+		pw.bases[i] = base
+	}
 }
 
 // locateAll finds every object to send, so that a missing one fails the
@@ -134,7 +164,11 @@ func (pw *packWriter) locateAll(ctx context.Context) error {
 			}
 			return rs.repo.describe(fmt.Errorf("read object %s: %w in the local repository%s", o.hash, plumbing.ErrObjectNotFound, hint))
 		}
-		o.loc = loc
+		if loc.pack != nil {
+			o.where, o.at = rs.packNum[loc.pack], loc.off
+		} else {
+			o.where = int32(-1 - loc.dir)
+		}
 	}
 	return nil
 }
@@ -144,14 +178,15 @@ func (pw *packWriter) estimate() int64 {
 	total := int64(12 + 20) // header and checksum
 	for i := range pw.objs {
 		o := &pw.objs[i]
-		if p := o.loc.pack; p != nil {
-			if _, end, err := p.at(o.loc.off); err == nil {
-				total += end - o.loc.off
+		rs := pw.repos[o.part]
+		loc := o.loc(rs)
+		if p := loc.pack; p != nil {
+			if _, end, err := p.at(loc.off); err == nil {
+				total += end - loc.off
 			}
 			continue
 		}
-		rs := pw.repos[o.part]
-		if fi, err := os.Stat(rs.store.loosePath(o.loc.dir, o.hash)); err == nil {
+		if fi, err := os.Stat(rs.store.loosePath(loc.dir, o.hash)); err == nil {
 			total += fi.Size()
 		}
 	}
@@ -169,8 +204,6 @@ func (pw *packWriter) encode(ctx context.Context, w io.Writer) error {
 	if _, err := pw.Write(hdr[:]); err != nil {
 		return err
 	}
-	pw.zFast, _ = zlib.NewWriterLevel(pw, zlib.BestSpeed)
-	pw.zDef, _ = zlib.NewWriterLevel(pw, zlib.DefaultCompression)
 	for i := range pw.objs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -237,10 +270,10 @@ func (pw *packWriter) write(i int32) error {
 	o.state = busy
 	rs := pw.repos[o.part]
 	var err error
-	if o.loc.pack != nil {
+	if o.where >= 0 {
 		err = pw.reuse(i, rs)
 	} else {
-		err = pw.compress(i, rs, nil)
+		err = pw.compress(i, rs, 0, nil)
 	}
 	if err != nil {
 		return rs.repo.describe(err)
@@ -253,7 +286,7 @@ func (pw *packWriter) write(i int32) error {
 // a delta at its base in the new pack or on the target; a delta with a base
 // in neither is sent whole.
 func (pw *packWriter) reuse(i int32, rs *repoState) error {
-	p, off := pw.objs[i].loc.pack, pw.objs[i].loc.off
+	p, off := rs.store.packs[pw.objs[i].where], pw.objs[i].at
 	e, err := p.entryAt(off)
 	if err != nil {
 		return err
@@ -305,11 +338,11 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 	// The base is not sent and not known to be on the target (or is
 	// waiting for this very object: a delta cycle across packs): resolve
 	// the chain.
-	obj, err := rs.repo.git.Storer.EncodedObject(plumbing.AnyObject, pw.objs[i].hash)
+	typ, data, err := rs.rd.readAt(p, off, -1, 0)
 	if err != nil {
 		return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
 	}
-	return pw.compress(i, rs, obj)
+	return pw.compress(i, rs, typ, data)
 }
 
 // copyRaw writes the entry e at off of p, its data as stored, after the
@@ -365,16 +398,17 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
-// compress writes object i compressed: from its loose file, or when obj is
-// not nil from obj (a packed object whose delta cannot be reused). It is
+// compress writes object i compressed: from its loose file, or when data
+// is not nil from data, of type typ (a packed object whose delta cannot be
+// reused). It is
 // written as a delta against the previous version of its path when the
 // target has that version or the pack carries it, both are small enough
 // and the delta is less than half the object.
-func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObject) error {
+func (pw *packWriter) compress(i int32, rs *repoState, typ int, data []byte) error {
 	// The base first, when the pack carries it: it must come before.
 	var base plumbing.Hash
 	baseIdx := int32(-2)
-	if b := pw.objs[i].base; !b.IsZero() {
+	if b := pw.bases[i]; !b.IsZero() {
 		if j, ok := pw.known[b]; ok && j >= 0 && pw.objs[j].state != busy {
 			if err := pw.write(j); err != nil {
 				return err
@@ -387,19 +421,12 @@ func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObjec
 		}
 	}
 
-	var typ int
 	var size int64
 	var rd io.Reader
-	if obj != nil {
-		typ, size = int(obj.Type()), obj.Size()
-		r, err := obj.Reader()
-		if err != nil {
-			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
-		}
-		defer r.Close()
-		rd = r
+	if data != nil {
+		size, rd = int64(len(data)), bytes.NewReader(data)
 	} else {
-		lo, err := openLoose(rs.store.loosePath(pw.objs[i].loc.dir, pw.objs[i].hash))
+		lo, err := openLoose(rs.store.loosePath(pw.objs[i].loc(rs).dir, pw.objs[i].hash))
 		if err != nil {
 			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
 		}
@@ -411,9 +438,11 @@ func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObjec
 	o.depth = 0
 
 	if baseIdx != -2 && size >= minDeltaSize && size <= maxDeltaSize {
-		data := make([]byte, size)
-		if _, err := io.ReadFull(rd, data); err != nil {
-			return fmt.Errorf("read object %s: %w", o.hash, err)
+		if data == nil {
+			data = make([]byte, size)
+			if _, err := io.ReadFull(rd, data); err != nil {
+				return fmt.Errorf("read object %s: %w", o.hash, err)
+			}
 		}
 		if src, ok := rs.readSmall(base); ok {
 			if d := makeDelta(src, data, int(size/2)); d != nil {
@@ -451,11 +480,21 @@ func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObjec
 	return nil
 }
 
-// deflate writes size bytes of r zlib-compressed.
+// deflate writes size bytes of r zlib-compressed. The compressors are
+// made when first needed: one at zlib's default level holds about 1 MiB
+// of tables, and a pack copied whole from packfiles needs none.
 func (pw *packWriter) deflate(r io.Reader, size int64) error {
-	zw := pw.zDef
+	var zw *zlib.Writer
 	if size > fastAbove {
+		if pw.zFast == nil {
+			pw.zFast, _ = zlib.NewWriterLevel(pw, zlib.BestSpeed)
+		}
 		zw = pw.zFast
+	} else {
+		if pw.zDef == nil {
+			pw.zDef, _ = zlib.NewWriterLevel(pw, zlib.DefaultCompression)
+		}
+		zw = pw.zDef
 	}
 	zw.Reset(pw)
 	if n, err := io.Copy(zw, r); err != nil {
@@ -466,44 +505,10 @@ func (pw *packWriter) deflate(r io.Reader, size int64) error {
 	return zw.Close()
 }
 
-// readSmall reads object h whole when it is no larger than maxDeltaSize.
+// readSmall reads object h whole when it is no larger than maxDeltaSize
+// (and neither is any base of its delta chain).
 func (rs *repoState) readSmall(h plumbing.Hash) ([]byte, bool) {
-	loc, ok := rs.store.locate(h)
-	if !ok {
-		return nil, false
-	}
-	if loc.pack == nil {
-		lo, err := openLoose(rs.store.loosePath(loc.dir, h))
-		if err != nil {
-			return nil, false
-		}
-		defer lo.Close()
-		if lo.size > maxDeltaSize {
-			return nil, false
-		}
-		data := make([]byte, lo.size)
-		if _, err := io.ReadFull(lo.r, data); err != nil {
-			return nil, false
-		}
-		return data, true
-	}
-	if sz, ok := rs.repo.git.Storer.(interface {
-		EncodedObjectSize(plumbing.Hash) (int64, error)
-	}); ok {
-		if n, err := sz.EncodedObjectSize(h); err != nil || n > maxDeltaSize {
-			return nil, false
-		}
-	}
-	obj, err := rs.repo.git.Storer.EncodedObject(plumbing.AnyObject, h)
-	if err != nil || obj.Size() > maxDeltaSize {
-		return nil, false
-	}
-	r, err := obj.Reader()
-	if err != nil {
-		return nil, false
-	}
-	defer r.Close()
-	data, err := io.ReadAll(r)
+	_, data, err := rs.rd.read(h, maxDeltaSize)
 	if err != nil {
 		return nil, false
 	}
