@@ -50,6 +50,8 @@ type Repo struct {
 	// sub is, for a submodule's repository, its path from the top of the
 	// superproject's working copy; empty for the repository Open returns.
 	sub string
+	// cache is go-git's cache of the objects it read (see withAlternates).
+	cache cache.Object
 }
 
 // Open finds the repository that contains dir (dir itself or a parent).
@@ -71,10 +73,11 @@ func Open(dir string) (*Repo, error) {
 	}
 	root := wt.Filesystem.Root()
 	gitdir, common := gitDirs(root)
-	if r, err = withAlternates(r, gitdir, common, wt.Filesystem); err != nil {
+	r, oc, err := withAlternates(r, gitdir, common, wt.Filesystem)
+	if err != nil {
 		return nil, fmt.Errorf("open repository at %s: %w", abs, err)
 	}
-	return &Repo{git: r, root: root, gitdir: gitdir, common: common}, nil
+	return &Repo{git: r, root: root, gitdir: gitdir, common: common, cache: oc}, nil
 }
 
 // objectCache is the size of go-git's cache of objects read (its default
@@ -87,17 +90,37 @@ const objectCache = 8 * cache.MiByte
 // object store (git clone --shared or --reference: go-git reads them only
 // through a filesystem that reaches them, which the one PlainOpen gives
 // does not) and keeps a few packfiles open rather than opening the pack
-// again for every object it reads.
-func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, error) {
+// again for every object it reads. It returns the storage's object cache
+// too, for dropObjectCaches.
+func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, cache.Object, error) {
 	var fs billy.Filesystem = osfs.New(gitdir)
 	if common != gitdir {
 		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(common))
 	}
-	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRU(objectCache), filesystem.Options{
+	oc := cache.NewObjectLRU(objectCache)
+	st := filesystem.NewStorageWithOptions(fs, oc, filesystem.Options{
 		AlternatesFS:       osfs.New("/"),
 		MaxOpenDescriptors: 16,
 	})
-	return git.Open(st, worktree)
+	g, err := git.Open(st, worktree)
+	return g, oc, err
+}
+
+// dropObjectCaches lets go of what go-git keeps once it has read an
+// object: its cache of objects, and the index of every pack it loaded,
+// with the map from offsets to hashes it builds on the first read (for a
+// pack of 21,741 objects, 2 MiB that stayed live for the whole deploy,
+// through the pack writer's walk, which reads objects without go-git).
+// go-git loads them again if it reads objects later. It is not safe while
+// another goroutine reads objects through r's go-git storage.
+func (r *Repo) dropObjectCaches() {
+	if r.cache != nil {
+		r.cache.Clear()
+	}
+	if st, ok := r.git.Storer.(*filesystem.Storage); ok {
+		st.Reindex()
+		_ = st.ObjectStorage.Close() // the packs it kept open; it reopens them when needed
+	}
 }
 
 // Root is the top directory of the working copy.
@@ -173,6 +196,11 @@ func (r *Repo) Changes(opts StatusOptions) ([]string, error) {
 	if global, err := globalExcludes(); err == nil {
 		wt.Excludes = append(wt.Excludes, global...)
 	}
+	// Status reads HEAD's every tree through go-git, which loads the pack
+	// indexes for it and keeps them: they are dropped when it is done, since
+	// what a deploy does next (IsAncestor, the pack) reads objects without
+	// go-git.
+	defer r.dropObjectCaches()
 	st, err := wt.Status()
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", r.root, err)
@@ -282,11 +310,22 @@ func commonDir(gitdir string) string {
 // an ancestor of one it has, so the answer is false rather than an error. In
 // a shallow clone, when a is not found above the shallow boundary, the
 // answer is not known: the error wraps ErrShallow.
+//
+// It reads commits with a reader of its own (see objReader) rather than
+// go-git, whose first read of a packed object loads the pack's index and an
+// offset map that then stay: the deploy asks this of each host just before
+// writing the pack. Calls from several goroutines share nothing.
 func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 	if a == b {
 		return true, nil
 	}
-	if _, err := r.git.CommitObject(a); err != nil {
+	st, err := openStore(r.common)
+	if err != nil {
+		return false, err
+	}
+	defer st.close()
+	rd := newObjReader(st)
+	if _, err := rd.commit(a); err != nil {
 		return false, nil
 	}
 	shallow, err := r.shallowSet()
@@ -303,11 +342,11 @@ func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 			cut = append(cut, h)
 			continue
 		}
-		c, err := r.git.CommitObject(h)
+		c, err := rd.commit(h)
 		if err != nil {
 			return false, fmt.Errorf("read commit %s: %w", h, err)
 		}
-		for _, p := range c.ParentHashes {
+		for _, p := range c.parents {
 			if p == a {
 				return true, nil
 			}
