@@ -100,7 +100,7 @@ func (r *objReader) readAt(p *packIdx, off int64, limit int64, depth int) (int, 
 	if depth > maxChainRead {
 		return 0, nil, fmt.Errorf("pack %s: delta chain at offset %d is longer than %d: the pack is corrupt (run `git fsck`)", p.path, off, maxChainRead)
 	}
-	e, err := p.entryAt(off)
+	e, err := p.headerAt(off, p.size-20) // up to the pack's checksum
 	if err != nil {
 		return 0, nil, err
 	}
@@ -293,6 +293,13 @@ type objCache struct {
 	used   int
 	lru    list.List // of cached, most recent first
 	items  map[cacheKey]*list.Element
+}
+
+// clear empties the cache.
+func (c *objCache) clear() {
+	c.lru.Init()
+	clear(c.items)
+	c.used = 0
 }
 
 func (c *objCache) get(k cacheKey) (int, []byte, bool) {

@@ -193,7 +193,7 @@ func TestObjCacheHits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := &packWriter{known: make(map[plumbing.Hash]int32)}
+	pw := &packWriter{}
 	defer pw.close()
 	rs, err := pw.open(r)
 	if err != nil {
@@ -210,8 +210,8 @@ func TestObjCacheHits(t *testing.T) {
 	}
 	all := catFile(t, src.Dir)
 	trees := 0
-	for _, o := range pw.objs {
-		if all[o.hash].typ == "tree" {
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
+		if all[pw.obj(i).hash].typ == "tree" {
 			trees++
 		}
 	}

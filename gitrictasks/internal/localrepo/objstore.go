@@ -386,16 +386,31 @@ type entry struct {
 	crc     uint32 // crc32 of the hdrLen bytes of the header
 }
 
-// entryAt reads the header of the entry at off.
+// entryAt reads the header of the entry at off, with its position in the
+// index and its end.
 func (p *packIdx) entryAt(off int64) (entry, error) {
-	var e entry
+	pos, end, err := p.at(off)
+	if err != nil {
+		return entry{}, err
+	}
+	e, err := p.headerAt(off, end)
+	e.pos = pos
+	return e, err
+}
+
+// headerAt reads the header of the entry at off, which ends at or before
+// end. Unlike entryAt, it does not need the entries in pack order (12
+// bytes an object, built on first use): objReader inflates an entry up to
+// the end of its zlib stream, and finds no use for its exact end or its
+// position; e.end is then end, and e.pos -1.
+func (p *packIdx) headerAt(off, end int64) (entry, error) {
+	e := entry{end: end, pos: -1}
 	f, err := p.file()
 	if err != nil {
 		return e, err
 	}
-	e.pos, e.end, err = p.at(off)
-	if err != nil {
-		return e, err
+	if off < 12 || off >= end {
+		return e, fmt.Errorf("pack %s: no entry at offset %d", p.path, off)
 	}
 	var buf [64]byte
 	n, err := f.ReadAt(buf[:min(int64(len(buf)), e.end-off)], off)

@@ -93,7 +93,7 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 	if len(parts) > math.MaxUint16 {
 		return PackStats{}, fmt.Errorf("%d pack parts: at most %d", len(parts), math.MaxUint16)
 	}
-	pw := &packWriter{known: make(map[plumbing.Hash]int32)}
+	pw := &packWriter{}
 	defer pw.close()
 	for _, p := range parts {
 		rs, err := pw.open(p.Repo)
@@ -102,10 +102,9 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 		}
 		pw.repos = append(pw.repos, rs)
 	}
-	// known holds the objects the target has (hostHas) or that an earlier
-	// part already sends (their index in pw.objs): the object store on the
-	// other side is shared.
-	walks := make([][]*commitInfo, len(parts))
+	// pw.idx holds the objects the target has or that an earlier part
+	// already sends: the object store on the other side is shared.
+	walks := make([][]newCommit, len(parts))
 	for i, p := range parts {
 		commits, err := pw.haveTrees(ctx, pw.repos[i], p.Want, p.Haves)
 		if err != nil {
@@ -122,7 +121,12 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 		walks[i] = nil // done with the commits: let them go before streaming
 		stats.Commits += commits
 	}
-	stats.Objects = len(pw.objs)
+	// The walk's trees are not needed any more: the cache starts again
+	// empty for the few objects the writing itself reads.
+	for _, rs := range pw.repos {
+		rs.rd.cache.clear()
+	}
+	stats.Objects = pw.idx.objs.n
 	if uint64(stats.Objects) > math.MaxUint32 {
 		return PackStats{}, fmt.Errorf("%d objects do not fit in one pack", stats.Objects)
 	}
@@ -130,7 +134,7 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 		return PackStats{}, err
 	}
 	if estimate != nil {
-		estimate(len(pw.objs), pw.estimate())
+		estimate(pw.idx.objs.n, pw.estimate())
 	}
 	if err := pw.encode(ctx, w); err != nil {
 		return PackStats{}, err
@@ -149,13 +153,13 @@ func (r *Repo) describe(err error) error {
 	return fmt.Errorf("submodule %s: %w", r.sub, err)
 }
 
-// hostHas marks, in packWriter.known, an object the target holds.
+// hostHas is what objIndex.find says of an object the target holds.
 const hostHas = -1
 
 // haveTrees walks the commits reachable from want and not from haves, marks
 // known everything in the trees of the commits at the edge of that walk
 // (the target holds them) and returns the new commits, newest first.
-func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]*commitInfo, error) {
+func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]newCommit, error) {
 	commits, edges, err := newCommits(ctx, rs.rd.commit, want, haves, rs.shallow)
 	if err != nil {
 		return nil, err
@@ -165,8 +169,8 @@ func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbin
 		if err != nil {
 			return nil, fmt.Errorf("read commit %s: %w", e, err)
 		}
-		if _, ok := pw.known[e]; !ok {
-			pw.known[e] = hostHas
+		if _, ok := pw.idx.find(e); !ok {
+			pw.idx.hold(e)
 		}
 		if err := pw.collectTree(ctx, rs, 0, c.tree, plumbing.ZeroHash, false); err != nil {
 			return nil, err
@@ -175,14 +179,14 @@ func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbin
 	return commits, nil
 }
 
-// missingObjects lists in pw.objs the objects to send for commits, the new
+// missingObjects lists in pw.idx the objects to send for commits, the new
 // commits haveTrees found: first the commits, then the trees and blobs of
 // those commits, leaving out everything already known. It returns how
 // many commits it listed.
-func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part uint16, commits []*commitInfo) (int, error) {
+func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part uint16, commits []newCommit) (int, error) {
 	n := 0
 	for _, c := range commits {
-		if _, ok := pw.known[c.hash]; !ok {
+		if _, ok := pw.idx.find(c.hash); !ok {
 			pw.add(c.hash, part, plumbing.ZeroHash)
 			n++
 		}
@@ -192,10 +196,10 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part ui
 		// commit's files are, the bases for deltas of loose objects. The
 		// parent is mostly the next commit of the list (newest first).
 		var base plumbing.Hash
-		if len(c.parents) > 0 && !rs.shallow[c.hash] {
-			if i+1 < len(commits) && commits[i+1].hash == c.parents[0] {
+		if c.hasParent && !rs.shallow[c.hash] {
+			if i+1 < len(commits) && commits[i+1].hash == c.parent {
 				base = commits[i+1].tree
-			} else if pc, err := rs.rd.commit(c.parents[0]); err == nil {
+			} else if pc, err := rs.rd.commit(c.parent); err == nil {
 				base = pc.tree
 			}
 		}
@@ -207,8 +211,8 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part ui
 }
 
 // collectTree marks the tree and everything below it known; with send,
-// it lists those not known before in pw.objs, as objects to send, hostHas
-// otherwise. Subtrees already known are not read again: unchanged
+// it lists those not known before in pw.idx, as objects to send, or as
+// held by the target otherwise. Subtrees already known are not read again: unchanged
 // directories cost one lookup.
 //
 // base is the tree at the same path in the commit's first parent (zero
@@ -219,7 +223,7 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part ui
 // The tree's content is parsed where the reader left it, entry by entry:
 // nothing is kept of it but the hashes listed.
 func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint16, tree, base plumbing.Hash, send bool) error {
-	if _, ok := pw.known[tree]; ok {
+	if _, ok := pw.idx.find(tree); ok {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -228,7 +232,7 @@ func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint1
 	if send {
 		pw.add(tree, part, base)
 	} else {
-		pw.known[tree] = hostHas
+		pw.idx.hold(tree)
 	}
 	data, err := rs.rd.tree(tree)
 	if err != nil {
@@ -258,13 +262,13 @@ func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint1
 				return err
 			}
 		default:
-			if _, ok := pw.known[h]; ok {
+			if _, ok := pw.idx.find(h); ok {
 				continue
 			}
 			if send {
 				pw.add(h, part, eb)
 			} else {
-				pw.known[h] = hostHas
+				pw.idx.hold(h)
 			}
 		}
 	}
@@ -286,6 +290,14 @@ const (
 	queued
 )
 
+// newCommit is what the pack writer keeps of a commit to send: its tree,
+// and its first parent, whose tree has the previous versions of its files.
+// The parents' list and the time are only needed during the walk.
+type newCommit struct {
+	hash, tree, parent plumbing.Hash
+	hasParent          bool
+}
+
 // newCommits walks history from want and haves together, newest first, the
 // way git's revision walker does, reading commits with read, and returns
 // the commits reachable from want but not from any have, plus the edges:
@@ -294,7 +306,7 @@ const (
 // from a have, so an incremental deploy reads a handful of commits however
 // long the history is. The commits in shallow are walked as if they had
 // no parents.
-func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error), want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]*commitInfo, []plumbing.Hash, error) {
+func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error), want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]newCommit, []plumbing.Hash, error) {
 	flags := make(map[plumbing.Hash]uint8)
 	var q commitQueue
 	push := func(c *commitInfo) {
@@ -324,7 +336,7 @@ func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error
 		}
 	}
 
-	var found []*commitInfo
+	var found []newCommit
 	var edges []plumbing.Hash
 	for q.Len() > 0 && !q.allUninteresting(flags) {
 		if err := ctx.Err(); err != nil {
@@ -333,7 +345,11 @@ func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error
 		c := heap.Pop(&q).(*commitInfo)
 		f := flags[c.hash]
 		if f&uninteresting == 0 {
-			found = append(found, c)
+			nc := newCommit{hash: c.hash, tree: c.tree}
+			if len(c.parents) > 0 {
+				nc.parent, nc.hasParent = c.parents[0], true
+			}
+			found = append(found, nc)
 		}
 		parents := c.parents
 		if shallow[c.hash] {

@@ -82,10 +82,9 @@ func (rs *repoState) packed(h plumbing.Hash) bool { return rs.store.packed(h) }
 type packWriter struct {
 	repos  []*repoState
 	stores map[*Repo]*repoState
-	// known maps every object walked to its index in objs when the pack
-	// carries it, or to hostHas when the target holds it.
-	known map[plumbing.Hash]int32
-	objs  []sendObj
+	// idx has every object walked: the objects to send, in the order they
+	// are listed, and those the target holds.
+	idx objIndex
 	// bases is, for the objects that have one, the previous version of the
 	// object at the same path, to try as a delta base when the object is
 	// not copied from a packfile (see collectTree).
@@ -133,9 +132,7 @@ func (pw *packWriter) close() {
 
 // add lists h to be sent, from part, with base as the delta base to try.
 func (pw *packWriter) add(h plumbing.Hash, part uint16, base plumbing.Hash) {
-	i := int32(len(pw.objs))
-	pw.known[h] = i
-	pw.objs = append(pw.objs, sendObj{hash: h, part: part})
+	i := pw.idx.send(h, part)
 	if !base.IsZero() {
 		if pw.bases == nil {
 			pw.bases = make(map[int32]plumbing.Hash)
@@ -144,16 +141,19 @@ func (pw *packWriter) add(h plumbing.Hash, part uint16, base plumbing.Hash) {
 	}
 }
 
+// obj is the i-th object to send.
+func (pw *packWriter) obj(i int32) *sendObj { return pw.idx.objs.at(i) }
+
 // locateAll finds every object to send, so that a missing one fails the
 // pack before its first byte.
 func (pw *packWriter) locateAll(ctx context.Context) error {
-	for i := range pw.objs {
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
 		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		o := &pw.objs[i]
+		o := pw.obj(i)
 		rs := pw.repos[o.part]
 		loc, ok := rs.store.locate(o.hash)
 		if !ok {
@@ -176,8 +176,8 @@ func (pw *packWriter) locateAll(ctx context.Context) error {
 // estimate is what the located objects take in the local store.
 func (pw *packWriter) estimate() int64 {
 	total := int64(12 + 20) // header and checksum
-	for i := range pw.objs {
-		o := &pw.objs[i]
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
+		o := pw.obj(i)
 		rs := pw.repos[o.part]
 		loc := o.loc(rs)
 		if p := loc.pack; p != nil {
@@ -200,15 +200,15 @@ func (pw *packWriter) encode(ctx context.Context, w io.Writer) error {
 	var hdr [12]byte
 	copy(hdr[:], "PACK")
 	binary.BigEndian.PutUint32(hdr[4:], 2)
-	binary.BigEndian.PutUint32(hdr[8:], uint32(len(pw.objs)))
+	binary.BigEndian.PutUint32(hdr[8:], uint32(pw.idx.objs.n))
 	if _, err := pw.Write(hdr[:]); err != nil {
 		return err
 	}
-	for i := range pw.objs {
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := pw.write(int32(i)); err != nil {
+		if err := pw.write(i); err != nil {
 			return err
 		}
 	}
@@ -263,7 +263,7 @@ func (pw *packWriter) writeOfs(rel int64) error {
 // write writes object i, after its delta base if the pack carries the base
 // and has not written it yet.
 func (pw *packWriter) write(i int32) error {
-	o := &pw.objs[i]
+	o := pw.obj(i)
 	if o.state == written {
 		return nil
 	}
@@ -278,7 +278,7 @@ func (pw *packWriter) write(i int32) error {
 	if err != nil {
 		return rs.repo.describe(err)
 	}
-	pw.objs[i].state = written
+	pw.obj(i).state = written
 	return nil
 }
 
@@ -286,7 +286,7 @@ func (pw *packWriter) write(i int32) error {
 // a delta at its base in the new pack or on the target; a delta with a base
 // in neither is sent whole.
 func (pw *packWriter) reuse(i int32, rs *repoState) error {
-	p, off := rs.store.packs[pw.objs[i].where], pw.objs[i].at
+	p, off := rs.store.packs[pw.obj(i).where], pw.obj(i).at
 	e, err := p.entryAt(off)
 	if err != nil {
 		return err
@@ -294,8 +294,8 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 	switch e.typ {
 	case objOfsDelta, objRefDelta:
 	default:
-		pw.objs[i].off = pw.off
-		pw.objs[i].depth = 0
+		pw.obj(i).off = pw.off
+		pw.obj(i).depth = 0
 		return pw.copyRaw(p, e, off, func() error { return pw.writeHeader(e.typ, e.size) })
 	}
 	base := e.baseRef
@@ -304,14 +304,14 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 			return err
 		}
 	}
-	j, ok := pw.known[base]
+	j, ok := pw.idx.find(base)
 	switch {
-	case ok && j >= 0 && pw.objs[j].state != busy:
+	case ok && j >= 0 && pw.obj(j).state != busy:
 		if err := pw.write(j); err != nil {
 			return err
 		}
-		b := &pw.objs[j]
-		o := &pw.objs[i]
+		b := pw.obj(j)
+		o := pw.obj(i)
 		o.off = pw.off
 		o.depth = min(b.depth, 254) + 1
 		pw.deltas++
@@ -322,7 +322,7 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 			return pw.writeOfs(o.off - b.off)
 		})
 	case ok && j == hostHas:
-		o := &pw.objs[i]
+		o := pw.obj(i)
 		o.off = pw.off
 		o.depth = 1
 		pw.deltas++
@@ -340,7 +340,7 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 	// the chain.
 	typ, data, err := rs.rd.readAt(p, off, -1, 0)
 	if err != nil {
-		return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+		return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 	}
 	return pw.compress(i, rs, typ, data)
 }
@@ -409,11 +409,11 @@ func (pw *packWriter) compress(i int32, rs *repoState, typ int, data []byte) err
 	var base plumbing.Hash
 	baseIdx := int32(-2)
 	if b := pw.bases[i]; !b.IsZero() {
-		if j, ok := pw.known[b]; ok && j >= 0 && pw.objs[j].state != busy {
+		if j, ok := pw.idx.find(b); ok && j >= 0 && pw.obj(j).state != busy {
 			if err := pw.write(j); err != nil {
 				return err
 			}
-			if pw.objs[j].depth < maxDepth {
+			if pw.obj(j).depth < maxDepth {
 				base, baseIdx = b, j
 			}
 		} else if ok && j == hostHas {
@@ -426,14 +426,14 @@ func (pw *packWriter) compress(i int32, rs *repoState, typ int, data []byte) err
 	if data != nil {
 		size, rd = int64(len(data)), bytes.NewReader(data)
 	} else {
-		lo, err := openLoose(rs.store.loosePath(pw.objs[i].loc(rs).dir, pw.objs[i].hash))
+		lo, err := openLoose(rs.store.loosePath(pw.obj(i).loc(rs).dir, pw.obj(i).hash))
 		if err != nil {
-			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+			return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 		}
 		defer lo.Close()
 		typ, size, rd = lo.typ, lo.size, lo.r
 	}
-	o := &pw.objs[i]
+	o := pw.obj(i)
 	o.off = pw.off
 	o.depth = 0
 
@@ -457,7 +457,7 @@ func (pw *packWriter) compress(i int32, rs *repoState, typ int, data []byte) err
 						return err
 					}
 				} else {
-					b := &pw.objs[baseIdx]
+					b := pw.obj(baseIdx)
 					o.depth = b.depth + 1
 					if err := pw.writeHeader(objOfsDelta, int64(len(d))); err != nil {
 						return err
