@@ -41,29 +41,17 @@ const (
 )
 
 // sendObj is an object the pack carries. There is one per object sent,
-// tens of thousands for a first deploy, so it is kept small (48 bytes):
+// tens of thousands for a first deploy, so it is kept small (32 bytes):
 // the delta base to try for an object that is not copied from a packfile
-// lives in packWriter.bases, which few objects have, and the object's
-// location is an index rather than a location.
+// lives in packWriter.bases, which few objects have, and where the object
+// is stored is looked up again when it is written (a binary search in each
+// pack's index) rather than kept.
 type sendObj struct {
 	hash  plumbing.Hash
 	part  uint16
 	state uint8
 	depth uint8 // of the delta chain as written, 0 for a whole object
-	// where is the index in the part's store.packs of the pack that holds
-	// the object, at offset at; or, when negative, -1-d for a loose object
-	// in the store's object directory d.
-	where int32
-	at    int64
 	off   int64 // where the entry starts in the new pack
-}
-
-// loc is where o is stored, in rs's store.
-func (o *sendObj) loc(rs *repoState) location {
-	if o.where < 0 {
-		return location{dir: int(-1 - o.where)}
-	}
-	return location{pack: rs.store.packs[o.where], off: o.at}
 }
 
 // repoState is what the writer knows of one part's repository.
@@ -72,8 +60,6 @@ type repoState struct {
 	store   *store
 	rd      *objReader
 	shallow map[plumbing.Hash]bool
-	// packNum maps the store's packs to their index in store.packs.
-	packNum map[*packIdx]int32
 }
 
 func (rs *repoState) packed(h plumbing.Hash) bool { return rs.store.packed(h) }
@@ -113,10 +99,7 @@ func (pw *packWriter) open(r *Repo) (*repoState, error) {
 		st.close()
 		return nil, err
 	}
-	rs := &repoState{repo: r, store: st, rd: newObjReader(st), shallow: shallow, packNum: make(map[*packIdx]int32, len(st.packs))}
-	for i, p := range st.packs {
-		rs.packNum[p] = int32(i)
-	}
+	rs := &repoState{repo: r, store: st, rd: newObjReader(st), shallow: shallow}
 	if pw.stores == nil {
 		pw.stores = make(map[*Repo]*repoState)
 	}
@@ -155,22 +138,25 @@ func (pw *packWriter) locateAll(ctx context.Context) error {
 		}
 		o := pw.obj(i)
 		rs := pw.repos[o.part]
-		loc, ok := rs.store.locate(o.hash)
-		if !ok {
-			hint := ""
-			if rs.repo.Partial() {
-				hint = " (it is a partial clone, whose missing objects are fetched on demand by git only: " +
-					"fetch them, e.g. with `git fetch --refetch` after `git config --unset remote.origin.partialclonefilter`, or deploy from a full clone)"
-			}
-			return rs.repo.describe(fmt.Errorf("read object %s: %w in the local repository%s", o.hash, plumbing.ErrObjectNotFound, hint))
-		}
-		if loc.pack != nil {
-			o.where, o.at = rs.packNum[loc.pack], loc.off
-		} else {
-			o.where = int32(-1 - loc.dir)
+		if _, err := pw.locate(rs, o.hash); err != nil {
+			return rs.repo.describe(err)
 		}
 	}
 	return nil
+}
+
+// locate finds h in rs's store.
+func (pw *packWriter) locate(rs *repoState, h plumbing.Hash) (location, error) {
+	loc, ok := rs.store.locate(h)
+	if !ok {
+		hint := ""
+		if rs.repo.Partial() {
+			hint = " (it is a partial clone, whose missing objects are fetched on demand by git only: " +
+				"fetch them, e.g. with `git fetch --refetch` after `git config --unset remote.origin.partialclonefilter`, or deploy from a full clone)"
+		}
+		return loc, fmt.Errorf("read object %s: %w in the local repository%s", h, plumbing.ErrObjectNotFound, hint)
+	}
+	return loc, nil
 }
 
 // estimate is what the located objects take in the local store.
@@ -179,7 +165,10 @@ func (pw *packWriter) estimate() int64 {
 	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
 		o := pw.obj(i)
 		rs := pw.repos[o.part]
-		loc := o.loc(rs)
+		loc, ok := rs.store.locate(o.hash)
+		if !ok {
+			continue
+		}
 		if p := loc.pack; p != nil {
 			if _, end, err := p.at(loc.off); err == nil {
 				total += end - loc.off
@@ -269,11 +258,13 @@ func (pw *packWriter) write(i int32) error {
 	}
 	o.state = busy
 	rs := pw.repos[o.part]
-	var err error
-	if o.where >= 0 {
-		err = pw.reuse(i, rs)
-	} else {
-		err = pw.compress(i, rs, 0, nil)
+	loc, err := pw.locate(rs, o.hash)
+	if err == nil {
+		if loc.pack != nil {
+			err = pw.reuse(i, rs, loc)
+		} else {
+			err = pw.compress(i, rs, loc.dir, 0, nil)
+		}
 	}
 	if err != nil {
 		return rs.repo.describe(err)
@@ -285,8 +276,8 @@ func (pw *packWriter) write(i int32) error {
 // reuse copies packed object i as its local packfile stores it, pointing
 // a delta at its base in the new pack or on the target; a delta with a base
 // in neither is sent whole.
-func (pw *packWriter) reuse(i int32, rs *repoState) error {
-	p, off := rs.store.packs[pw.obj(i).where], pw.obj(i).at
+func (pw *packWriter) reuse(i int32, rs *repoState, loc location) error {
+	p, off := loc.pack, loc.off
 	e, err := p.entryAt(off)
 	if err != nil {
 		return err
@@ -342,7 +333,7 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 	if err != nil {
 		return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 	}
-	return pw.compress(i, rs, typ, data)
+	return pw.compress(i, rs, 0, typ, data)
 }
 
 // copyRaw writes the entry e at off of p, its data as stored, after the
@@ -398,13 +389,13 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
-// compress writes object i compressed: from its loose file, or when data
-// is not nil from data, of type typ (a packed object whose delta cannot be
-// reused). It is
+// compress writes object i compressed: from its loose file in the object
+// directory dir, or when data is not nil from data, of type typ (a packed
+// object whose delta cannot be reused). It is
 // written as a delta against the previous version of its path when the
 // target has that version or the pack carries it, both are small enough
 // and the delta is less than half the object.
-func (pw *packWriter) compress(i int32, rs *repoState, typ int, data []byte) error {
+func (pw *packWriter) compress(i int32, rs *repoState, dir int, typ int, data []byte) error {
 	// The base first, when the pack carries it: it must come before.
 	var base plumbing.Hash
 	baseIdx := int32(-2)
@@ -426,7 +417,7 @@ func (pw *packWriter) compress(i int32, rs *repoState, typ int, data []byte) err
 	if data != nil {
 		size, rd = int64(len(data)), bytes.NewReader(data)
 	} else {
-		lo, err := openLoose(rs.store.loosePath(pw.obj(i).loc(rs).dir, pw.obj(i).hash))
+		lo, err := openLoose(rs.store.loosePath(dir, pw.obj(i).hash))
 		if err != nil {
 			return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 		}
