@@ -204,7 +204,7 @@ func TestObjCacheHits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs.rd.inflated = 0
+	rs.rd.rd.inflated = 0
 	if _, err := pw.missingObjects(context.Background(), rs, 0, commits); err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +215,9 @@ func TestObjCacheHits(t *testing.T) {
 			trees++
 		}
 	}
-	t.Logf("%d trees read, %d pack entries inflated", trees, rs.rd.inflated)
-	if trees < 600 || rs.rd.inflated > trees+trees/20 {
-		t.Errorf("walking %d trees inflated %d pack entries: want at most 5%% more than the trees", trees, rs.rd.inflated)
+	t.Logf("%d trees read, %d pack entries inflated", trees, rs.rd.rd.inflated)
+	if trees < 600 || rs.rd.rd.inflated > trees+trees/20 {
+		t.Errorf("walking %d trees inflated %d pack entries: want at most 5%% more than the trees", trees, rs.rd.rd.inflated)
 	}
 }
 

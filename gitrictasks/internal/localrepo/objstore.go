@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -135,11 +136,45 @@ func readPackDir(dir string) ([]*packIdx, error) {
 // close closes the packs that were opened.
 func (s *store) close() {
 	for _, p := range s.packs {
+		p.mu.Lock()
 		if p.f != nil {
 			p.f.Close()
 			p.f = nil
 		}
+		p.mu.Unlock()
 	}
+}
+
+// stale says whether the pack directories list other packs than s has: a
+// pack was added (git gc, git repack, a fetch) or removed since s was
+// opened.
+func (s *store) stale() bool {
+	have := make(map[string]bool, len(s.packs))
+	for _, p := range s.packs {
+		have[p.path] = true
+	}
+	n := 0
+	for _, dir := range s.dirs {
+		ents, err := os.ReadDir(filepath.Join(dir, "pack"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+		for _, e := range ents {
+			name, ok := strings.CutSuffix(e.Name(), ".pack")
+			if !ok || e.IsDir() {
+				continue
+			}
+			base := filepath.Join(dir, "pack", name)
+			if _, err := os.Stat(base + ".idx"); err != nil {
+				continue // being written: readPackDir skips it too
+			}
+			if !have[base+".pack"] {
+				return true
+			}
+			n++
+		}
+	}
+	return n != len(s.packs)
 }
 
 // location is where an object is stored: a pack entry, or a loose file
@@ -195,7 +230,10 @@ type packIdx struct {
 	offs    []byte // n × 4 (version 2)
 	large   []byte // 8 bytes each (version 2)
 
-	f *os.File
+	// mu guards f and the building of byOffset and sorted: a store is
+	// shared by the repository's readers.
+	mu sync.Mutex
+	f  *os.File
 	// byOffset is the entries' positions in pack order, built when first
 	// needed: it gives each entry's end (the next one's start) and the
 	// hash at an offset (an OFS_DELTA's base).
@@ -320,6 +358,8 @@ func (p *packIdx) find(h plumbing.Hash) (int64, bool) {
 
 // order builds byOffset and sorted.
 func (p *packIdx) order() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.byOffset != nil || p.n == 0 {
 		return nil
 	}
@@ -364,6 +404,8 @@ func (p *packIdx) at(off int64) (pos int, end int64, err error) {
 
 // file opens the pack when first needed.
 func (p *packIdx) file() (*os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.f == nil {
 		f, err := os.Open(p.path)
 		if err != nil {

@@ -124,7 +124,7 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 	// The walk's trees are not needed any more: the cache starts again
 	// empty for the few objects the writing itself reads.
 	for _, rs := range pw.repos {
-		rs.rd.cache.clear()
+		rs.rd.clearCache()
 	}
 	stats.Objects = pw.idx.objs.n
 	if uint64(stats.Objects) > math.MaxUint32 {

@@ -56,9 +56,11 @@ type sendObj struct {
 
 // repoState is what the writer knows of one part's repository.
 type repoState struct {
-	repo    *Repo
-	store   *store
-	rd      *objReader
+	repo  *Repo
+	store *store
+	// rd reads the objects the writer must inflate: the repository's
+	// reader, shared with go-git's reads of it.
+	rd      *objectSource
 	shallow map[plumbing.Hash]bool
 }
 
@@ -90,16 +92,17 @@ func (pw *packWriter) open(r *Repo) (*repoState, error) {
 	if rs, ok := pw.stores[r]; ok {
 		return rs, nil
 	}
-	st, err := openStore(r.common)
+	// The repository's own store, opened again if git gc ran since it was
+	// opened: the pack must find every object.
+	st, err := r.source().store(true)
 	if err != nil {
 		return nil, err
 	}
 	shallow, err := r.shallowSet()
 	if err != nil {
-		st.close()
 		return nil, err
 	}
-	rs := &repoState{repo: r, store: st, rd: newObjReader(st), shallow: shallow}
+	rs := &repoState{repo: r, store: st, rd: r.source(), shallow: shallow}
 	if pw.stores == nil {
 		pw.stores = make(map[*Repo]*repoState)
 	}
@@ -107,9 +110,11 @@ func (pw *packWriter) open(r *Repo) (*repoState, error) {
 	return rs, nil
 }
 
+// close lets go of what the writer holds. The stores are the
+// repositories', left open for their other readers.
 func (pw *packWriter) close() {
 	for _, rs := range pw.stores {
-		rs.store.close()
+		rs.rd.clearCache()
 	}
 }
 
@@ -329,7 +334,7 @@ func (pw *packWriter) reuse(i int32, rs *repoState, loc location) error {
 	// The base is not sent and not known to be on the target (or is
 	// waiting for this very object: a delta cycle across packs): resolve
 	// the chain.
-	typ, data, err := rs.rd.readAt(p, off, -1, 0)
+	typ, data, err := rs.rd.readAt(p, off)
 	if err != nil {
 		return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 	}

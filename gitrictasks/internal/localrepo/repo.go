@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-billy/v5"
@@ -50,8 +51,20 @@ type Repo struct {
 	// sub is, for a submodule's repository, its path from the top of the
 	// superproject's working copy; empty for the repository Open returns.
 	sub string
-	// cache is go-git's cache of the objects it read (see withAlternates).
-	cache cache.Object
+	// src is the repository's objects, which go-git reads too (see
+	// withAlternates); made by source when the Repo was made without.
+	src     *objectSource
+	srcOnce sync.Once
+}
+
+// source is r's objectSource.
+func (r *Repo) source() *objectSource {
+	r.srcOnce.Do(func() {
+		if r.src == nil {
+			r.src = &objectSource{common: r.common}
+		}
+	})
+	return r.src
 }
 
 // Open finds the repository that contains dir (dir itself or a parent).
@@ -73,54 +86,38 @@ func Open(dir string) (*Repo, error) {
 	}
 	root := wt.Filesystem.Root()
 	gitdir, common := gitDirs(root)
-	r, oc, err := withAlternates(r, gitdir, common, wt.Filesystem)
+	r, src, err := withAlternates(r, gitdir, common, wt.Filesystem)
 	if err != nil {
 		return nil, fmt.Errorf("open repository at %s: %w", abs, err)
 	}
-	return &Repo{git: r, root: root, gitdir: gitdir, common: common, cache: oc}, nil
+	return &Repo{git: r, root: root, gitdir: gitdir, common: common, src: src}, nil
 }
 
 // objectCache is the size of go-git's cache of objects read (its default
-// is 96 MiB): the walk reads each tree once, so a small cache, enough for
-// the delta bases of trees, keeps as fast and holds far less.
-const objectCache = 8 * cache.MiByte
+// is 96 MiB). go-git reads objects through objStorage, which has a cache
+// of its own, so this one only serves what go-git still reads by itself
+// (abbreviated hashes, say).
+const objectCache = 1 * cache.MiByte
 
 // withAlternates reopens g, whose git directory is gitdir (common for a
 // linked worktree's), on a storage that reaches the alternates of its
 // object store (git clone --shared or --reference: go-git reads them only
 // through a filesystem that reaches them, which the one PlainOpen gives
 // does not) and keeps a few packfiles open rather than opening the pack
-// again for every object it reads. It returns the storage's object cache
-// too, for dropObjectCaches.
-func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, cache.Object, error) {
+// again for every object it reads; its object reads are served by the
+// objectSource it returns (see objStorage).
+func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, *objectSource, error) {
 	var fs billy.Filesystem = osfs.New(gitdir)
 	if common != gitdir {
 		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(common))
 	}
-	oc := cache.NewObjectLRU(objectCache)
-	st := filesystem.NewStorageWithOptions(fs, oc, filesystem.Options{
+	st := filesystem.NewStorageWithOptions(fs, cache.NewObjectLRU(objectCache), filesystem.Options{
 		AlternatesFS:       osfs.New("/"),
 		MaxOpenDescriptors: 16,
 	})
-	g, err := git.Open(st, worktree)
-	return g, oc, err
-}
-
-// dropObjectCaches lets go of what go-git keeps once it has read an
-// object: its cache of objects, and the index of every pack it loaded,
-// with the map from offsets to hashes it builds on the first read (for a
-// pack of 21,741 objects, 2 MiB that stayed live for the whole deploy,
-// through the pack writer's walk, which reads objects without go-git).
-// go-git loads them again if it reads objects later. It is not safe while
-// another goroutine reads objects through r's go-git storage.
-func (r *Repo) dropObjectCaches() {
-	if r.cache != nil {
-		r.cache.Clear()
-	}
-	if st, ok := r.git.Storer.(*filesystem.Storage); ok {
-		st.Reindex()
-		_ = st.ObjectStorage.Close() // the packs it kept open; it reopens them when needed
-	}
+	src := &objectSource{common: common}
+	g, err := git.Open(&objStorage{Storage: st, src: src}, worktree)
+	return g, src, err
 }
 
 // Root is the top directory of the working copy.
@@ -196,11 +193,6 @@ func (r *Repo) Changes(opts StatusOptions) ([]string, error) {
 	if global, err := globalExcludes(); err == nil {
 		wt.Excludes = append(wt.Excludes, global...)
 	}
-	// Status reads HEAD's every tree through go-git, which loads the pack
-	// indexes for it and keeps them: they are dropped when it is done, since
-	// what a deploy does next (IsAncestor, the pack) reads objects without
-	// go-git.
-	defer r.dropObjectCaches()
 	st, err := wt.Status()
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", r.root, err)
@@ -310,21 +302,11 @@ func commonDir(gitdir string) string {
 // an ancestor of one it has, so the answer is false rather than an error. In
 // a shallow clone, when a is not found above the shallow boundary, the
 // answer is not known: the error wraps ErrShallow.
-//
-// It reads commits with a reader of its own (see objReader) rather than
-// go-git, whose first read of a packed object loads the pack's index and an
-// offset map that then stay: the deploy asks this of each host just before
-// writing the pack. Calls from several goroutines share nothing.
 func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 	if a == b {
 		return true, nil
 	}
-	st, err := openStore(r.common)
-	if err != nil {
-		return false, err
-	}
-	defer st.close()
-	rd := newObjReader(st)
+	rd := r.source()
 	if _, err := rd.commit(a); err != nil {
 		return false, nil
 	}
