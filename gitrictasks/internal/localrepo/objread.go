@@ -13,10 +13,12 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
-// objReader reads whole objects out of a store for the pack writer: the
-// trees and commits its walk parses, the bases of the deltas it makes, and
-// the objects whose stored delta it cannot reuse. It inflates pack entries
-// and resolves delta chains itself.
+// objReader reads whole objects out of a store: for the pack writer, the
+// trees and commits its walk parses, the bases of the deltas it makes and
+// the objects whose stored delta it cannot reuse; and, through
+// objectSource, every object go-git reads. It inflates pack entries and
+// resolves delta chains itself. It is not safe for concurrent use:
+// objectSource serialises its reads.
 //
 // It exists for memory: go-git decodes every tree it reads into a struct
 // with a string per entry, and keeps what it read in an object cache and a

@@ -212,8 +212,8 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part ui
 
 // collectTree marks the tree and everything below it known; with send,
 // it lists those not known before in pw.idx, as objects to send, or as
-// held by the target otherwise. Subtrees already known are not read again: unchanged
-// directories cost one lookup.
+// held by the target otherwise. Subtrees already known are not read
+// again: unchanged directories cost one lookup.
 //
 // base is the tree at the same path in the commit's first parent (zero
 // if none): for an object that is not in a local packfile, the entry of

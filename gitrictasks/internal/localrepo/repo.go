@@ -6,9 +6,10 @@
 // writes the pack that carries the new objects, the submodules' included,
 // to a target.
 //
-// It reads the repository with go-git and never shells out to git. The
-// only things it writes into the repository are objects and refs under
-// refs/gitric/: never the working copy, the index, HEAD or a branch.
+// It reads the repository with go-git, its objects through a reader of its
+// own (see objectSource), and never shells out to git. The only things it
+// writes into the repository are objects and refs under refs/gitric/:
+// never the working copy, the index, HEAD or a branch.
 package localrepo
 
 import (
