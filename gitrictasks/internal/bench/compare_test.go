@@ -325,11 +325,11 @@ func runMage(t *testing.T, mage, dir string, env []string, args ...string) sampl
 	cmd := exec.CommandContext(t.Context(), mage, args...)
 	cmd.Dir = dir
 	cmd.Env = env
-	resetPeakRSS()
+	rssOf := measureRSS(t, cmd)
 	start := time.Now()
 	out := run(t, cmd)
 	elapsed := time.Since(start)
-	rss, _ := peakRSSKiB(cmd.ProcessState)
+	rss, _ := rssOf()
 	return sample{elapsed: elapsed, rssKiB: rss, cpu: cpuTime(cmd), out: out}
 }
 
@@ -368,14 +368,14 @@ func newCLIChain(env []string, dir, key, knownHosts string) cliChain {
 func (c cliChain) deploy(t *testing.T, srv *sshdtest.Server, target, sha string) sample {
 	t.Helper()
 	cmds := c.commands(t, srv, target, sha)
-	resetPeakRSS()
+	rssOf := measureRSS(t, cmds[1]) // git push
 	start := time.Now()
 	var out string
 	for _, cmd := range cmds {
 		out += run(t, cmd)
 	}
 	elapsed := time.Since(start)
-	rss, _ := peakRSSKiB(cmds[1].ProcessState)
+	rss, _ := rssOf()
 	return sample{elapsed: elapsed, rssKiB: rss, cpu: cpuTime(cmds...), out: out}
 }
 
@@ -571,7 +571,7 @@ func (r report) notes() []string {
 			"vs the chain ssh (mkdir, git init) + git push over ssh + ssh (git reset --hard): three SSH logins; " +
 			"both against one loopback OpenSSH sshd on 127.0.0.1 with the same key and known_hosts, no ssh-agent, no connection sharing; " +
 			"every session pays the login shell's startup (root's ~/.bashrc), for both tools",
-		"peak RSS: ru_maxrss from wait4, median of the timed runs; for git push it is the largest of git push and the children it waited for (ssh, pack-objects); the bench process's own peak is reset to its current RSS (/proc/self/clear_refs) before each measured command, which counts for at least that much (Linux charges a child the memory it shared with its parent before exec)",
+		"peak RSS: ru_maxrss from wait4, median of the timed runs; for git push it is the largest of git push and the children it waited for (ssh, pack-objects); each measured command is started by a small launcher (about 2 MiB resident) that reports it, not by the bench process, since Linux charges a child the memory it shared with its parent before exec: started from the bench process, every command would report at least the bench's own RSS (about 18 MiB)",
 	}
 }
 

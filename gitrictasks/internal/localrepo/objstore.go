@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -135,11 +136,45 @@ func readPackDir(dir string) ([]*packIdx, error) {
 // close closes the packs that were opened.
 func (s *store) close() {
 	for _, p := range s.packs {
+		p.mu.Lock()
 		if p.f != nil {
 			p.f.Close()
 			p.f = nil
 		}
+		p.mu.Unlock()
 	}
+}
+
+// stale says whether the pack directories list other packs than s has: a
+// pack was added (git gc, git repack, a fetch) or removed since s was
+// opened.
+func (s *store) stale() bool {
+	have := make(map[string]bool, len(s.packs))
+	for _, p := range s.packs {
+		have[p.path] = true
+	}
+	n := 0
+	for _, dir := range s.dirs {
+		ents, err := os.ReadDir(filepath.Join(dir, "pack"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+		for _, e := range ents {
+			name, ok := strings.CutSuffix(e.Name(), ".pack")
+			if !ok || e.IsDir() {
+				continue
+			}
+			base := filepath.Join(dir, "pack", name)
+			if _, err := os.Stat(base + ".idx"); err != nil {
+				continue // being written: readPackDir skips it too
+			}
+			if !have[base+".pack"] {
+				return true
+			}
+			n++
+		}
+	}
+	return n != len(s.packs)
 }
 
 // location is where an object is stored: a pack entry, or a loose file
@@ -195,7 +230,10 @@ type packIdx struct {
 	offs    []byte // n × 4 (version 2)
 	large   []byte // 8 bytes each (version 2)
 
-	f *os.File
+	// mu guards f and the building of byOffset and sorted: a store is
+	// shared by the repository's readers.
+	mu sync.Mutex
+	f  *os.File
 	// byOffset is the entries' positions in pack order, built when first
 	// needed: it gives each entry's end (the next one's start) and the
 	// hash at an offset (an OFS_DELTA's base).
@@ -320,6 +358,8 @@ func (p *packIdx) find(h plumbing.Hash) (int64, bool) {
 
 // order builds byOffset and sorted.
 func (p *packIdx) order() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.byOffset != nil || p.n == 0 {
 		return nil
 	}
@@ -364,6 +404,8 @@ func (p *packIdx) at(off int64) (pos int, end int64, err error) {
 
 // file opens the pack when first needed.
 func (p *packIdx) file() (*os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.f == nil {
 		f, err := os.Open(p.path)
 		if err != nil {
@@ -386,16 +428,31 @@ type entry struct {
 	crc     uint32 // crc32 of the hdrLen bytes of the header
 }
 
-// entryAt reads the header of the entry at off.
+// entryAt reads the header of the entry at off, with its position in the
+// index and its end.
 func (p *packIdx) entryAt(off int64) (entry, error) {
-	var e entry
+	pos, end, err := p.at(off)
+	if err != nil {
+		return entry{}, err
+	}
+	e, err := p.headerAt(off, end)
+	e.pos = pos
+	return e, err
+}
+
+// headerAt reads the header of the entry at off, which ends at or before
+// end. Unlike entryAt, it does not need the entries in pack order (12
+// bytes an object, built on first use): objReader inflates an entry up to
+// the end of its zlib stream, and finds no use for its exact end or its
+// position; e.end is then end, and e.pos -1.
+func (p *packIdx) headerAt(off, end int64) (entry, error) {
+	e := entry{end: end, pos: -1}
 	f, err := p.file()
 	if err != nil {
 		return e, err
 	}
-	e.pos, e.end, err = p.at(off)
-	if err != nil {
-		return e, err
+	if off < 12 || off >= end {
+		return e, fmt.Errorf("pack %s: no entry at offset %d", p.path, off)
 	}
 	var buf [64]byte
 	n, err := f.ReadAt(buf[:min(int64(len(buf)), e.end-off)], off)
@@ -403,10 +460,11 @@ func (p *packIdx) entryAt(off int64) (entry, error) {
 		return e, fmt.Errorf("read pack %s at %d: %w", p.path, off, err)
 	}
 	b := buf[:n]
-	bad := fmt.Errorf("pack %s: corrupt entry header at %d", p.path, off)
+	// The error is made only when needed: entryAt runs for every entry read.
+	bad := func() error { return fmt.Errorf("pack %s: corrupt entry header at %d", p.path, off) }
 	i := 0
 	if i >= len(b) {
-		return e, bad
+		return e, bad()
 	}
 	c := b[i]
 	i++
@@ -414,7 +472,7 @@ func (p *packIdx) entryAt(off int64) (entry, error) {
 	e.size = int64(c & 0x0f)
 	for shift := 4; c&0x80 != 0; shift += 7 {
 		if i >= len(b) || shift > 62 {
-			return e, bad
+			return e, bad()
 		}
 		c = b[i]
 		i++
@@ -424,26 +482,26 @@ func (p *packIdx) entryAt(off int64) (entry, error) {
 	case objCommit, objTree, objBlob, objTag:
 	case objOfsDelta:
 		if i >= len(b) {
-			return e, bad
+			return e, bad()
 		}
 		c = b[i]
 		i++
 		rel := int64(c & 0x7f)
 		for c&0x80 != 0 {
 			if i >= len(b) || rel > 1<<55 {
-				return e, bad
+				return e, bad()
 			}
 			c = b[i]
 			i++
 			rel = (rel+1)<<7 | int64(c&0x7f)
 		}
 		if rel <= 0 || rel > off {
-			return e, bad
+			return e, bad()
 		}
 		e.baseOff = off - rel
 	case objRefDelta:
 		if i+20 > len(b) {
-			return e, bad
+			return e, bad()
 		}
 		copy(e.baseRef[:], b[i:i+20])
 		i += 20

@@ -30,13 +30,17 @@ func (r *Repo) Outgoing(want, from plumbing.Hash, n int) (Outgoing, error) {
 	if err != nil {
 		return out, err
 	}
-	commits, _, err := r.newCommits(context.Background(), want, haveList(from), shallow)
+	commits, _, err := newCommits(context.Background(), r.commitInfo, want, haveList(from), shallow)
 	if err != nil {
 		return out, err
 	}
 	out.Commits = len(commits)
 	for i := 0; i < len(commits) && len(out.Subjects) < n; i++ {
-		out.Subjects = append(out.Subjects, commitOf(commits[i]).Subject)
+		c, err := r.git.CommitObject(commits[i].hash)
+		if err != nil {
+			return out, fmt.Errorf("read commit %s: %w", commits[i].hash, err)
+		}
+		out.Subjects = append(out.Subjects, commitOf(c).Subject)
 	}
 	wc, err := r.git.CommitObject(want)
 	if err != nil {
@@ -82,6 +86,16 @@ func (r *Repo) Outgoing(want, from plumbing.Hash, n int) (Outgoing, error) {
 		}
 	}
 	return out, nil
+}
+
+// commitInfo reads commit h with go-git, for a walk outside the pack
+// writer (which has its own reader).
+func (r *Repo) commitInfo(h plumbing.Hash) (commitInfo, error) {
+	c, err := r.git.CommitObject(h)
+	if err != nil {
+		return commitInfo{}, err
+	}
+	return commitInfo{hash: c.Hash, tree: c.TreeHash, parents: c.ParentHashes, when: c.Committer.When.Unix()}, nil
 }
 
 func haveList(h plumbing.Hash) []plumbing.Hash {

@@ -9,8 +9,6 @@ import (
 	"math"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // PackStats describes a pack that WritePack or WritePacks wrote.
@@ -92,7 +90,10 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 			return PackStats{}, fmt.Errorf("pack part %d (want %s): no repository", i, p.Want)
 		}
 	}
-	pw := &packWriter{known: make(map[plumbing.Hash]int32)}
+	if len(parts) > math.MaxUint16 {
+		return PackStats{}, fmt.Errorf("%d pack parts: at most %d", len(parts), math.MaxUint16)
+	}
+	pw := &packWriter{}
 	defer pw.close()
 	for _, p := range parts {
 		rs, err := pw.open(p.Repo)
@@ -101,10 +102,9 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 		}
 		pw.repos = append(pw.repos, rs)
 	}
-	// known holds the objects the target has (hostHas) or that an earlier
-	// part already sends (their index in pw.objs): the object store on the
-	// other side is shared.
-	walks := make([][]*object.Commit, len(parts))
+	// pw.idx holds the objects the target has or that an earlier part
+	// already sends: the object store on the other side is shared.
+	walks := make([][]newCommit, len(parts))
 	for i, p := range parts {
 		commits, err := pw.haveTrees(ctx, pw.repos[i], p.Want, p.Haves)
 		if err != nil {
@@ -114,14 +114,19 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 	}
 	var stats PackStats
 	for i := range parts {
-		commits, err := pw.missingObjects(ctx, pw.repos[i], int32(i), walks[i])
+		commits, err := pw.missingObjects(ctx, pw.repos[i], uint16(i), walks[i])
 		if err != nil {
 			return PackStats{}, parts[i].Repo.describe(err)
 		}
 		walks[i] = nil // done with the commits: let them go before streaming
 		stats.Commits += commits
 	}
-	stats.Objects = len(pw.objs)
+	// The walk's trees are not needed any more: the cache starts again
+	// empty for the few objects the writing itself reads.
+	for _, rs := range pw.repos {
+		rs.rd.clearCache()
+	}
+	stats.Objects = pw.idx.objs.n
 	if uint64(stats.Objects) > math.MaxUint32 {
 		return PackStats{}, fmt.Errorf("%d objects do not fit in one pack", stats.Objects)
 	}
@@ -129,7 +134,7 @@ func WritePacksEstimated(ctx context.Context, w io.Writer, parts []PackPart, est
 		return PackStats{}, err
 	}
 	if estimate != nil {
-		estimate(len(pw.objs), pw.estimate())
+		estimate(pw.idx.objs.n, pw.estimate())
 	}
 	if err := pw.encode(ctx, w); err != nil {
 		return PackStats{}, err
@@ -148,54 +153,57 @@ func (r *Repo) describe(err error) error {
 	return fmt.Errorf("submodule %s: %w", r.sub, err)
 }
 
-// hostHas marks, in packWriter.known, an object the target holds.
+// hostHas is what objIndex.find says of an object the target holds.
 const hostHas = -1
 
 // haveTrees walks the commits reachable from want and not from haves, marks
 // known everything in the trees of the commits at the edge of that walk
 // (the target holds them) and returns the new commits, newest first.
-func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]*object.Commit, error) {
-	commits, edges, err := rs.repo.newCommits(ctx, want, haves, rs.shallow)
+func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]newCommit, error) {
+	commits, edges, err := newCommits(ctx, rs.rd.commit, want, haves, rs.shallow)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range edges {
-		c, err := rs.repo.git.CommitObject(e)
+		c, err := rs.rd.commit(e)
 		if err != nil {
 			return nil, fmt.Errorf("read commit %s: %w", e, err)
 		}
-		if _, ok := pw.known[e]; !ok {
-			pw.known[e] = hostHas
+		if _, ok := pw.idx.find(e); !ok {
+			pw.idx.hold(e)
 		}
-		if err := pw.collectTree(ctx, rs, 0, c.TreeHash, plumbing.ZeroHash, false); err != nil {
+		if err := pw.collectTree(ctx, rs, 0, c.tree, plumbing.ZeroHash, false); err != nil {
 			return nil, err
 		}
 	}
 	return commits, nil
 }
 
-// missingObjects lists in pw.objs the objects to send for commits, the new
+// missingObjects lists in pw.idx the objects to send for commits, the new
 // commits haveTrees found: first the commits, then the trees and blobs of
 // those commits, leaving out everything already known. It returns how
 // many commits it listed.
-func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part int32, commits []*object.Commit) (int, error) {
+func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part uint16, commits []newCommit) (int, error) {
 	n := 0
 	for _, c := range commits {
-		if _, ok := pw.known[c.Hash]; !ok {
-			pw.add(c.Hash, part, plumbing.ZeroHash)
+		if _, ok := pw.idx.find(c.hash); !ok {
+			pw.add(c.hash, part, plumbing.ZeroHash)
 			n++
 		}
 	}
-	for _, c := range commits {
+	for i, c := range commits {
 		// The first parent's tree is where the previous versions of the
-		// commit's files are, the bases for deltas of loose objects.
+		// commit's files are, the bases for deltas of loose objects. The
+		// parent is mostly the next commit of the list (newest first).
 		var base plumbing.Hash
-		if len(c.ParentHashes) > 0 && !rs.shallow[c.Hash] {
-			if pc, err := rs.repo.git.CommitObject(c.ParentHashes[0]); err == nil {
-				base = pc.TreeHash
+		if c.hasParent && !rs.shallow[c.hash] {
+			if i+1 < len(commits) && commits[i+1].hash == c.parent {
+				base = commits[i+1].tree
+			} else if pc, err := rs.rd.commit(c.parent); err == nil {
+				base = pc.tree
 			}
 		}
-		if err := pw.collectTree(ctx, rs, part, c.TreeHash, base, true); err != nil {
+		if err := pw.collectTree(ctx, rs, part, c.tree, base, true); err != nil {
 			return 0, err
 		}
 	}
@@ -203,16 +211,19 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part in
 }
 
 // collectTree marks the tree and everything below it known; with send,
-// it lists those not known before in pw.objs, as objects to send, hostHas
-// otherwise. Subtrees already known are not read again: unchanged
-// directories cost one lookup.
+// it lists those not known before in pw.idx, as objects to send, or as
+// held by the target otherwise. Subtrees already known are not read
+// again: unchanged directories cost one lookup.
 //
 // base is the tree at the same path in the commit's first parent (zero
 // if none): for an object that is not in a local packfile, the entry of
 // the same name there is the base to try for a delta. It is only read for
 // loose trees: in a packfile, objects are copied with the deltas they have.
-func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part int32, tree, base plumbing.Hash, send bool) error {
-	if _, ok := pw.known[tree]; ok {
+//
+// The tree's content is parsed where the reader left it, entry by entry:
+// nothing is kept of it but the hashes listed.
+func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint16, tree, base plumbing.Hash, send bool) error {
+	if _, ok := pw.idx.find(tree); ok {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -221,45 +232,56 @@ func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part int32
 	if send {
 		pw.add(tree, part, base)
 	} else {
-		pw.known[tree] = hostHas
+		pw.idx.hold(tree)
 	}
-	t, err := rs.repo.git.TreeObject(tree)
+	data, err := rs.rd.tree(tree)
 	if err != nil {
-		return fmt.Errorf("read tree %s: %w", tree, err)
+		return err
 	}
-	var prev map[string]object.TreeEntry
+	var prev map[string]treeEntry
 	if send && !base.IsZero() && base != tree && !rs.packed(tree) {
-		if bt, err := rs.repo.git.TreeObject(base); err == nil {
-			prev = make(map[string]object.TreeEntry, len(bt.Entries))
-			for _, e := range bt.Entries {
-				prev[e.Name] = e
+		if bt, err := rs.rd.tree(base); err == nil {
+			prev = make(map[string]treeEntry)
+			it := treeIter{data: bt}
+			for mode, name, h, ok := it.next(); ok; mode, name, h, ok = it.next() {
+				prev[string(name)] = treeEntry{mode, h}
 			}
 		}
 	}
-	for _, e := range t.Entries {
+	it := treeIter{data: data}
+	for mode, name, h, ok := it.next(); ok; mode, name, h, ok = it.next() {
 		var eb plumbing.Hash
-		if p, ok := prev[e.Name]; ok && (p.Mode == filemode.Dir) == (e.Mode == filemode.Dir) && p.Mode != filemode.Submodule {
-			eb = p.Hash
+		if p, ok := prev[string(name)]; ok && (p.mode == modeDir) == (mode == modeDir) && p.mode != modeSubmodule {
+			eb = p.hash
 		}
 		switch {
-		case e.Mode == filemode.Submodule:
+		case mode == modeSubmodule:
 			// A gitlink names a commit of another repository: not ours to send.
-		case e.Mode == filemode.Dir:
-			if err := pw.collectTree(ctx, rs, part, e.Hash, eb, send); err != nil {
+		case mode == modeDir:
+			if err := pw.collectTree(ctx, rs, part, h, eb, send); err != nil {
 				return err
 			}
 		default:
-			if _, ok := pw.known[e.Hash]; ok {
+			if _, ok := pw.idx.find(h); ok {
 				continue
 			}
 			if send {
-				pw.add(e.Hash, part, eb)
+				pw.add(h, part, eb)
 			} else {
-				pw.known[e.Hash] = hostHas
+				pw.idx.hold(h)
 			}
 		}
 	}
+	if it.err != nil {
+		return fmt.Errorf("read tree %s: %w", tree, it.err)
+	}
 	return nil
+}
+
+// treeEntry is an entry of a loose tree's base, by name.
+type treeEntry struct {
+	mode uint32
+	hash plumbing.Hash
 }
 
 // Commit walk flags.
@@ -268,27 +290,43 @@ const (
 	queued
 )
 
+// newCommit is what the pack writer keeps of a commit to send: its tree,
+// and its first parent, whose tree has the previous versions of its files.
+// The parents' list and the time are only needed during the walk.
+type newCommit struct {
+	hash, tree, parent plumbing.Hash
+	hasParent          bool
+}
+
 // newCommits walks history from want and haves together, newest first, the
-// way git's revision walker does, and returns the commits reachable from
-// want but not from any have, plus the edges: the commits reachable from the
-// haves whose trees the target is known to hold. The walk stops as soon as
-// every commit still queued is reachable from a have, so an incremental
-// deploy reads a handful of commits however long the history is. The
-// commits in shallow are walked as if they had no parents.
-func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]*object.Commit, []plumbing.Hash, error) {
+// way git's revision walker does, reading commits with read, and returns
+// the commits reachable from want but not from any have, plus the edges:
+// the commits reachable from the haves whose trees the target is known to
+// hold. The walk stops as soon as every commit still queued is reachable
+// from a have, so an incremental deploy reads a handful of commits however
+// long the history is. The commits in shallow are walked as if they had
+// no parents.
+func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error), want plumbing.Hash, haves []plumbing.Hash, shallow map[plumbing.Hash]bool) ([]newCommit, []plumbing.Hash, error) {
 	flags := make(map[plumbing.Hash]uint8)
 	var q commitQueue
-	push := func(c *object.Commit) {
-		flags[c.Hash] |= queued
+	push := func(c *commitInfo) {
+		flags[c.hash] |= queued
 		heap.Push(&q, c)
 	}
-	start, err := r.git.CommitObject(want)
+	readp := func(h plumbing.Hash) (*commitInfo, error) {
+		c, err := read(h)
+		if err != nil {
+			return nil, err
+		}
+		return &c, nil
+	}
+	start, err := readp(want)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read commit %s: %w", want, err)
 	}
 	push(start)
 	for _, h := range haves {
-		c, err := r.git.CommitObject(h)
+		c, err := readp(h)
 		if err != nil {
 			continue // the target has something we never had: nothing to exclude
 		}
@@ -298,19 +336,23 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 		}
 	}
 
-	var found []*object.Commit
+	var found []newCommit
 	var edges []plumbing.Hash
 	for q.Len() > 0 && !q.allUninteresting(flags) {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		c := heap.Pop(&q).(*object.Commit)
-		f := flags[c.Hash]
+		c := heap.Pop(&q).(*commitInfo)
+		f := flags[c.hash]
 		if f&uninteresting == 0 {
-			found = append(found, c)
+			nc := newCommit{hash: c.hash, tree: c.tree}
+			if len(c.parents) > 0 {
+				nc.parent, nc.hasParent = c.parents[0], true
+			}
+			found = append(found, nc)
 		}
-		parents := c.ParentHashes
-		if shallow[c.Hash] {
+		parents := c.parents
+		if shallow[c.hash] {
 			parents = nil // the local history ends here
 		}
 		for _, p := range parents {
@@ -323,7 +365,7 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 				if pf&queued != 0 {
 					// Already walked as interesting: walk it again so the
 					// mark reaches its own parents.
-					pc, err := r.git.CommitObject(p)
+					pc, err := readp(p)
 					if err != nil {
 						return nil, nil, fmt.Errorf("read commit %s: %w", p, err)
 					}
@@ -335,7 +377,7 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 			if pf&queued != 0 {
 				continue
 			}
-			pc, err := r.git.CommitObject(p)
+			pc, err := readp(p)
 			if errors.Is(err, plumbing.ErrObjectNotFound) && f&uninteresting != 0 {
 				continue // shallow local history below a have
 			}
@@ -349,7 +391,7 @@ func (r *Repo) newCommits(ctx context.Context, want plumbing.Hash, haves []plumb
 	// have are not new after all.
 	kept := found[:0]
 	for _, c := range found {
-		if flags[c.Hash]&uninteresting == 0 {
+		if flags[c.hash]&uninteresting == 0 {
 			kept = append(kept, c)
 		}
 	}
@@ -373,24 +415,23 @@ func contains(hs []plumbing.Hash, h plumbing.Hash) bool {
 }
 
 // commitQueue is a max-heap of commits by committer time.
-type commitQueue []*object.Commit
+type commitQueue []*commitInfo
 
-func (q commitQueue) Len() int { return len(q) }
-func (q commitQueue) Less(i, j int) bool {
-	return q[i].Committer.When.After(q[j].Committer.When)
-}
-func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *commitQueue) Push(x any)   { *q = append(*q, x.(*object.Commit)) }
+func (q commitQueue) Len() int           { return len(q) }
+func (q commitQueue) Less(i, j int) bool { return q[i].when > q[j].when }
+func (q commitQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *commitQueue) Push(x any)        { *q = append(*q, x.(*commitInfo)) }
 func (q *commitQueue) Pop() any {
 	old := *q
 	c := old[len(old)-1]
+	old[len(old)-1] = nil
 	*q = old[:len(old)-1]
 	return c
 }
 
 func (q commitQueue) allUninteresting(flags map[plumbing.Hash]uint8) bool {
 	for _, c := range q {
-		if flags[c.Hash]&uninteresting == 0 {
+		if flags[c.hash]&uninteresting == 0 {
 			return false
 		}
 	}

@@ -40,23 +40,27 @@ const (
 	written
 )
 
-// sendObj is an object the pack carries.
+// sendObj is an object the pack carries. There is one per object sent,
+// tens of thousands for a first deploy, so it is kept small (32 bytes):
+// the delta base to try for an object that is not copied from a packfile
+// lives in packWriter.bases, which few objects have, and where the object
+// is stored is looked up again when it is written (a binary search in each
+// pack's index) rather than kept.
 type sendObj struct {
-	hash plumbing.Hash
-	// base is the previous version of the object at the same path, to
-	// try as a delta base when the object is not copied from a packfile.
-	base  plumbing.Hash
-	part  int32
+	hash  plumbing.Hash
+	part  uint16
 	state uint8
 	depth uint8 // of the delta chain as written, 0 for a whole object
-	loc   location
 	off   int64 // where the entry starts in the new pack
 }
 
 // repoState is what the writer knows of one part's repository.
 type repoState struct {
-	repo    *Repo
-	store   *store
+	repo  *Repo
+	store *store
+	// rd reads the objects the writer must inflate: the repository's
+	// reader, shared with go-git's reads of it.
+	rd      *objectSource
 	shallow map[plumbing.Hash]bool
 }
 
@@ -66,10 +70,13 @@ func (rs *repoState) packed(h plumbing.Hash) bool { return rs.store.packed(h) }
 type packWriter struct {
 	repos  []*repoState
 	stores map[*Repo]*repoState
-	// known maps every object walked to its index in objs when the pack
-	// carries it, or to hostHas when the target holds it.
-	known map[plumbing.Hash]int32
-	objs  []sendObj
+	// idx has every object walked: the objects to send, in the order they
+	// are listed, and those the target holds.
+	idx objIndex
+	// bases is, for the objects that have one, the previous version of the
+	// object at the same path, to try as a delta base when the object is
+	// not copied from a packfile (see collectTree).
+	bases map[int32]plumbing.Hash
 
 	bw          *bufio.Writer
 	sum         hash.Hash
@@ -85,16 +92,17 @@ func (pw *packWriter) open(r *Repo) (*repoState, error) {
 	if rs, ok := pw.stores[r]; ok {
 		return rs, nil
 	}
-	st, err := openStore(r.common)
+	// The repository's own store, opened again if git gc ran since it was
+	// opened: the pack must find every object.
+	st, err := r.source().store(true)
 	if err != nil {
 		return nil, err
 	}
 	shallow, err := r.shallowSet()
 	if err != nil {
-		st.close()
 		return nil, err
 	}
-	rs := &repoState{repo: r, store: st, shallow: shallow}
+	rs := &repoState{repo: r, store: st, rd: r.source(), shallow: shallow}
 	if pw.stores == nil {
 		pw.stores = make(map[*Repo]*repoState)
 	}
@@ -102,56 +110,77 @@ func (pw *packWriter) open(r *Repo) (*repoState, error) {
 	return rs, nil
 }
 
+// close lets go of what the writer holds. The stores are the
+// repositories', left open for their other readers.
 func (pw *packWriter) close() {
 	for _, rs := range pw.stores {
-		rs.store.close()
+		rs.rd.clearCache()
 	}
 }
 
 // add lists h to be sent, from part, with base as the delta base to try.
-func (pw *packWriter) add(h plumbing.Hash, part int32, base plumbing.Hash) {
-	pw.known[h] = int32(len(pw.objs))
-	pw.objs = append(pw.objs, sendObj{hash: h, part: part, base: base})
+func (pw *packWriter) add(h plumbing.Hash, part uint16, base plumbing.Hash) {
+	i := pw.idx.send(h, part)
+	if !base.IsZero() {
+		if pw.bases == nil {
+			pw.bases = make(map[int32]plumbing.Hash)
+		}
+		pw.bases[i] = base
+	}
 }
+
+// obj is the i-th object to send.
+func (pw *packWriter) obj(i int32) *sendObj { return pw.idx.objs.at(i) }
 
 // locateAll finds every object to send, so that a missing one fails the
 // pack before its first byte.
 func (pw *packWriter) locateAll(ctx context.Context) error {
-	for i := range pw.objs {
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
 		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		o := &pw.objs[i]
+		o := pw.obj(i)
 		rs := pw.repos[o.part]
-		loc, ok := rs.store.locate(o.hash)
-		if !ok {
-			hint := ""
-			if rs.repo.Partial() {
-				hint = " (it is a partial clone, whose missing objects are fetched on demand by git only: " +
-					"fetch them, e.g. with `git fetch --refetch` after `git config --unset remote.origin.partialclonefilter`, or deploy from a full clone)"
-			}
-			return rs.repo.describe(fmt.Errorf("read object %s: %w in the local repository%s", o.hash, plumbing.ErrObjectNotFound, hint))
+		if _, err := pw.locate(rs, o.hash); err != nil {
+			return rs.repo.describe(err)
 		}
-		o.loc = loc
 	}
 	return nil
+}
+
+// locate finds h in rs's store.
+func (pw *packWriter) locate(rs *repoState, h plumbing.Hash) (location, error) {
+	loc, ok := rs.store.locate(h)
+	if !ok {
+		hint := ""
+		if rs.repo.Partial() {
+			hint = " (it is a partial clone, whose missing objects are fetched on demand by git only: " +
+				"fetch them, e.g. with `git fetch --refetch` after `git config --unset remote.origin.partialclonefilter`, or deploy from a full clone)"
+		}
+		return loc, fmt.Errorf("read object %s: %w in the local repository%s", h, plumbing.ErrObjectNotFound, hint)
+	}
+	return loc, nil
 }
 
 // estimate is what the located objects take in the local store.
 func (pw *packWriter) estimate() int64 {
 	total := int64(12 + 20) // header and checksum
-	for i := range pw.objs {
-		o := &pw.objs[i]
-		if p := o.loc.pack; p != nil {
-			if _, end, err := p.at(o.loc.off); err == nil {
-				total += end - o.loc.off
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
+		o := pw.obj(i)
+		rs := pw.repos[o.part]
+		loc, ok := rs.store.locate(o.hash)
+		if !ok {
+			continue
+		}
+		if p := loc.pack; p != nil {
+			if _, end, err := p.at(loc.off); err == nil {
+				total += end - loc.off
 			}
 			continue
 		}
-		rs := pw.repos[o.part]
-		if fi, err := os.Stat(rs.store.loosePath(o.loc.dir, o.hash)); err == nil {
+		if fi, err := os.Stat(rs.store.loosePath(loc.dir, o.hash)); err == nil {
 			total += fi.Size()
 		}
 	}
@@ -165,17 +194,15 @@ func (pw *packWriter) encode(ctx context.Context, w io.Writer) error {
 	var hdr [12]byte
 	copy(hdr[:], "PACK")
 	binary.BigEndian.PutUint32(hdr[4:], 2)
-	binary.BigEndian.PutUint32(hdr[8:], uint32(len(pw.objs)))
+	binary.BigEndian.PutUint32(hdr[8:], uint32(pw.idx.objs.n))
 	if _, err := pw.Write(hdr[:]); err != nil {
 		return err
 	}
-	pw.zFast, _ = zlib.NewWriterLevel(pw, zlib.BestSpeed)
-	pw.zDef, _ = zlib.NewWriterLevel(pw, zlib.DefaultCompression)
-	for i := range pw.objs {
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := pw.write(int32(i)); err != nil {
+		if err := pw.write(i); err != nil {
 			return err
 		}
 	}
@@ -230,30 +257,32 @@ func (pw *packWriter) writeOfs(rel int64) error {
 // write writes object i, after its delta base if the pack carries the base
 // and has not written it yet.
 func (pw *packWriter) write(i int32) error {
-	o := &pw.objs[i]
+	o := pw.obj(i)
 	if o.state == written {
 		return nil
 	}
 	o.state = busy
 	rs := pw.repos[o.part]
-	var err error
-	if o.loc.pack != nil {
-		err = pw.reuse(i, rs)
-	} else {
-		err = pw.compress(i, rs, nil)
+	loc, err := pw.locate(rs, o.hash)
+	if err == nil {
+		if loc.pack != nil {
+			err = pw.reuse(i, rs, loc)
+		} else {
+			err = pw.compress(i, rs, loc.dir, 0, nil)
+		}
 	}
 	if err != nil {
 		return rs.repo.describe(err)
 	}
-	pw.objs[i].state = written
+	pw.obj(i).state = written
 	return nil
 }
 
 // reuse copies packed object i as its local packfile stores it, pointing
 // a delta at its base in the new pack or on the target; a delta with a base
 // in neither is sent whole.
-func (pw *packWriter) reuse(i int32, rs *repoState) error {
-	p, off := pw.objs[i].loc.pack, pw.objs[i].loc.off
+func (pw *packWriter) reuse(i int32, rs *repoState, loc location) error {
+	p, off := loc.pack, loc.off
 	e, err := p.entryAt(off)
 	if err != nil {
 		return err
@@ -261,8 +290,8 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 	switch e.typ {
 	case objOfsDelta, objRefDelta:
 	default:
-		pw.objs[i].off = pw.off
-		pw.objs[i].depth = 0
+		pw.obj(i).off = pw.off
+		pw.obj(i).depth = 0
 		return pw.copyRaw(p, e, off, func() error { return pw.writeHeader(e.typ, e.size) })
 	}
 	base := e.baseRef
@@ -271,14 +300,14 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 			return err
 		}
 	}
-	j, ok := pw.known[base]
+	j, ok := pw.idx.find(base)
 	switch {
-	case ok && j >= 0 && pw.objs[j].state != busy:
+	case ok && j >= 0 && pw.obj(j).state != busy:
 		if err := pw.write(j); err != nil {
 			return err
 		}
-		b := &pw.objs[j]
-		o := &pw.objs[i]
+		b := pw.obj(j)
+		o := pw.obj(i)
 		o.off = pw.off
 		o.depth = min(b.depth, 254) + 1
 		pw.deltas++
@@ -289,7 +318,7 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 			return pw.writeOfs(o.off - b.off)
 		})
 	case ok && j == hostHas:
-		o := &pw.objs[i]
+		o := pw.obj(i)
 		o.off = pw.off
 		o.depth = 1
 		pw.deltas++
@@ -305,11 +334,11 @@ func (pw *packWriter) reuse(i int32, rs *repoState) error {
 	// The base is not sent and not known to be on the target (or is
 	// waiting for this very object: a delta cycle across packs): resolve
 	// the chain.
-	obj, err := rs.repo.git.Storer.EncodedObject(plumbing.AnyObject, pw.objs[i].hash)
+	typ, data, err := rs.rd.readAt(p, off)
 	if err != nil {
-		return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+		return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 	}
-	return pw.compress(i, rs, obj)
+	return pw.compress(i, rs, 0, typ, data)
 }
 
 // copyRaw writes the entry e at off of p, its data as stored, after the
@@ -365,21 +394,22 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
-// compress writes object i compressed: from its loose file, or when obj is
-// not nil from obj (a packed object whose delta cannot be reused). It is
+// compress writes object i compressed: from its loose file in the object
+// directory dir, or when data is not nil from data, of type typ (a packed
+// object whose delta cannot be reused). It is
 // written as a delta against the previous version of its path when the
 // target has that version or the pack carries it, both are small enough
 // and the delta is less than half the object.
-func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObject) error {
+func (pw *packWriter) compress(i int32, rs *repoState, dir int, typ int, data []byte) error {
 	// The base first, when the pack carries it: it must come before.
 	var base plumbing.Hash
 	baseIdx := int32(-2)
-	if b := pw.objs[i].base; !b.IsZero() {
-		if j, ok := pw.known[b]; ok && j >= 0 && pw.objs[j].state != busy {
+	if b := pw.bases[i]; !b.IsZero() {
+		if j, ok := pw.idx.find(b); ok && j >= 0 && pw.obj(j).state != busy {
 			if err := pw.write(j); err != nil {
 				return err
 			}
-			if pw.objs[j].depth < maxDepth {
+			if pw.obj(j).depth < maxDepth {
 				base, baseIdx = b, j
 			}
 		} else if ok && j == hostHas {
@@ -387,33 +417,28 @@ func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObjec
 		}
 	}
 
-	var typ int
 	var size int64
 	var rd io.Reader
-	if obj != nil {
-		typ, size = int(obj.Type()), obj.Size()
-		r, err := obj.Reader()
-		if err != nil {
-			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
-		}
-		defer r.Close()
-		rd = r
+	if data != nil {
+		size, rd = int64(len(data)), bytes.NewReader(data)
 	} else {
-		lo, err := openLoose(rs.store.loosePath(pw.objs[i].loc.dir, pw.objs[i].hash))
+		lo, err := openLoose(rs.store.loosePath(dir, pw.obj(i).hash))
 		if err != nil {
-			return fmt.Errorf("read object %s: %w", pw.objs[i].hash, err)
+			return fmt.Errorf("read object %s: %w", pw.obj(i).hash, err)
 		}
 		defer lo.Close()
 		typ, size, rd = lo.typ, lo.size, lo.r
 	}
-	o := &pw.objs[i]
+	o := pw.obj(i)
 	o.off = pw.off
 	o.depth = 0
 
 	if baseIdx != -2 && size >= minDeltaSize && size <= maxDeltaSize {
-		data := make([]byte, size)
-		if _, err := io.ReadFull(rd, data); err != nil {
-			return fmt.Errorf("read object %s: %w", o.hash, err)
+		if data == nil {
+			data = make([]byte, size)
+			if _, err := io.ReadFull(rd, data); err != nil {
+				return fmt.Errorf("read object %s: %w", o.hash, err)
+			}
 		}
 		if src, ok := rs.readSmall(base); ok {
 			if d := makeDelta(src, data, int(size/2)); d != nil {
@@ -428,7 +453,7 @@ func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObjec
 						return err
 					}
 				} else {
-					b := &pw.objs[baseIdx]
+					b := pw.obj(baseIdx)
 					o.depth = b.depth + 1
 					if err := pw.writeHeader(objOfsDelta, int64(len(d))); err != nil {
 						return err
@@ -451,11 +476,21 @@ func (pw *packWriter) compress(i int32, rs *repoState, obj plumbing.EncodedObjec
 	return nil
 }
 
-// deflate writes size bytes of r zlib-compressed.
+// deflate writes size bytes of r zlib-compressed. The compressors are
+// made when first needed: one at zlib's default level holds about 1 MiB
+// of tables, and a pack copied whole from packfiles needs none.
 func (pw *packWriter) deflate(r io.Reader, size int64) error {
-	zw := pw.zDef
+	var zw *zlib.Writer
 	if size > fastAbove {
+		if pw.zFast == nil {
+			pw.zFast, _ = zlib.NewWriterLevel(pw, zlib.BestSpeed)
+		}
 		zw = pw.zFast
+	} else {
+		if pw.zDef == nil {
+			pw.zDef, _ = zlib.NewWriterLevel(pw, zlib.DefaultCompression)
+		}
+		zw = pw.zDef
 	}
 	zw.Reset(pw)
 	if n, err := io.Copy(zw, r); err != nil {
@@ -466,44 +501,10 @@ func (pw *packWriter) deflate(r io.Reader, size int64) error {
 	return zw.Close()
 }
 
-// readSmall reads object h whole when it is no larger than maxDeltaSize.
+// readSmall reads object h whole when it is no larger than maxDeltaSize
+// (and neither is any base of its delta chain).
 func (rs *repoState) readSmall(h plumbing.Hash) ([]byte, bool) {
-	loc, ok := rs.store.locate(h)
-	if !ok {
-		return nil, false
-	}
-	if loc.pack == nil {
-		lo, err := openLoose(rs.store.loosePath(loc.dir, h))
-		if err != nil {
-			return nil, false
-		}
-		defer lo.Close()
-		if lo.size > maxDeltaSize {
-			return nil, false
-		}
-		data := make([]byte, lo.size)
-		if _, err := io.ReadFull(lo.r, data); err != nil {
-			return nil, false
-		}
-		return data, true
-	}
-	if sz, ok := rs.repo.git.Storer.(interface {
-		EncodedObjectSize(plumbing.Hash) (int64, error)
-	}); ok {
-		if n, err := sz.EncodedObjectSize(h); err != nil || n > maxDeltaSize {
-			return nil, false
-		}
-	}
-	obj, err := rs.repo.git.Storer.EncodedObject(plumbing.AnyObject, h)
-	if err != nil || obj.Size() > maxDeltaSize {
-		return nil, false
-	}
-	r, err := obj.Reader()
-	if err != nil {
-		return nil, false
-	}
-	defer r.Close()
-	data, err := io.ReadAll(r)
+	_, data, err := rs.rd.read(h, maxDeltaSize)
 	if err != nil {
 		return nil, false
 	}

@@ -6,9 +6,10 @@
 // writes the pack that carries the new objects, the submodules' included,
 // to a target.
 //
-// It reads the repository with go-git and never shells out to git. The
-// only things it writes into the repository are objects and refs under
-// refs/gitric/: never the working copy, the index, HEAD or a branch.
+// It reads the repository with go-git, its objects through a reader of its
+// own (see objectSource), and never shells out to git. The only things it
+// writes into the repository are objects and refs under refs/gitric/:
+// never the working copy, the index, HEAD or a branch.
 package localrepo
 
 import (
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-billy/v5"
@@ -50,6 +52,20 @@ type Repo struct {
 	// sub is, for a submodule's repository, its path from the top of the
 	// superproject's working copy; empty for the repository Open returns.
 	sub string
+	// src is the repository's objects, which go-git reads too (see
+	// withAlternates); made by source when the Repo was made without.
+	src     *objectSource
+	srcOnce sync.Once
+}
+
+// source is r's objectSource.
+func (r *Repo) source() *objectSource {
+	r.srcOnce.Do(func() {
+		if r.src == nil {
+			r.src = &objectSource{common: r.common}
+		}
+	})
+	return r.src
 }
 
 // Open finds the repository that contains dir (dir itself or a parent).
@@ -71,24 +87,27 @@ func Open(dir string) (*Repo, error) {
 	}
 	root := wt.Filesystem.Root()
 	gitdir, common := gitDirs(root)
-	if r, err = withAlternates(r, gitdir, common, wt.Filesystem); err != nil {
+	r, src, err := withAlternates(r, gitdir, common, wt.Filesystem)
+	if err != nil {
 		return nil, fmt.Errorf("open repository at %s: %w", abs, err)
 	}
-	return &Repo{git: r, root: root, gitdir: gitdir, common: common}, nil
+	return &Repo{git: r, root: root, gitdir: gitdir, common: common, src: src}, nil
 }
 
 // objectCache is the size of go-git's cache of objects read (its default
-// is 96 MiB): the walk reads each tree once, so a small cache, enough for
-// the delta bases of trees, keeps as fast and holds far less.
-const objectCache = 8 * cache.MiByte
+// is 96 MiB). go-git reads objects through objStorage, which has a cache
+// of its own, so this one only serves what go-git still reads by itself
+// (abbreviated hashes, say).
+const objectCache = 1 * cache.MiByte
 
 // withAlternates reopens g, whose git directory is gitdir (common for a
 // linked worktree's), on a storage that reaches the alternates of its
 // object store (git clone --shared or --reference: go-git reads them only
 // through a filesystem that reaches them, which the one PlainOpen gives
 // does not) and keeps a few packfiles open rather than opening the pack
-// again for every object it reads.
-func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, error) {
+// again for every object it reads; its object reads are served by the
+// objectSource it returns (see objStorage).
+func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Filesystem) (*git.Repository, *objectSource, error) {
 	var fs billy.Filesystem = osfs.New(gitdir)
 	if common != gitdir {
 		fs = dotgit.NewRepositoryFilesystem(fs, osfs.New(common))
@@ -97,7 +116,9 @@ func withAlternates(g *git.Repository, gitdir, common string, worktree billy.Fil
 		AlternatesFS:       osfs.New("/"),
 		MaxOpenDescriptors: 16,
 	})
-	return git.Open(st, worktree)
+	src := &objectSource{common: common}
+	g, err := git.Open(&objStorage{Storage: st, src: src}, worktree)
+	return g, src, err
 }
 
 // Root is the top directory of the working copy.
@@ -286,7 +307,8 @@ func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 	if a == b {
 		return true, nil
 	}
-	if _, err := r.git.CommitObject(a); err != nil {
+	rd := r.source()
+	if _, err := rd.commit(a); err != nil {
 		return false, nil
 	}
 	shallow, err := r.shallowSet()
@@ -303,11 +325,11 @@ func (r *Repo) IsAncestor(a, b plumbing.Hash) (bool, error) {
 			cut = append(cut, h)
 			continue
 		}
-		c, err := r.git.CommitObject(h)
+		c, err := rd.commit(h)
 		if err != nil {
 			return false, fmt.Errorf("read commit %s: %w", h, err)
 		}
-		for _, p := range c.ParentHashes {
+		for _, p := range c.parents {
 			if p == a {
 				return true, nil
 			}

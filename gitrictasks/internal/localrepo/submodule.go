@@ -257,10 +257,11 @@ func findSubmodule(dirs []string, subPath, worktree, top string, commit plumbing
 		if err != nil {
 			return nil, fmt.Errorf("submodule %s: read commit %s in %s: %w", subPath, commit, dir, err)
 		}
-		if g, err = withAlternates(g, dir, commonDir(dir), nil); err != nil {
+		g, src, err := withAlternates(g, dir, commonDir(dir), nil)
+		if err != nil {
 			return nil, fmt.Errorf("submodule %s: open repository %s: %w", subPath, dir, err)
 		}
-		return &Repo{git: g, root: worktree, gitdir: dir, common: commonDir(dir), sub: subPath}, nil
+		return &Repo{git: g, root: worktree, gitdir: dir, common: commonDir(dir), sub: subPath, src: src}, nil
 	}
 	if len(found) == 0 {
 		return nil, fmt.Errorf("submodule %s is not checked out in %s: %w (run `git submodule update --init --recursive`)",

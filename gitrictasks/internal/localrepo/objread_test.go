@@ -1,0 +1,317 @@
+package localrepo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/gitric/gitric/gitrictasks/internal/repotest"
+)
+
+// catFile is every object of the repository in dir as git reads it: type
+// and content by hash.
+func catFile(t *testing.T, dir string) map[plumbing.Hash]struct {
+	typ  string
+	data []byte
+} {
+	t.Helper()
+	cmd := exec.Command("git", "cat-file", "--batch-all-objects", "--batch", "--unordered")
+	cmd.Dir = dir
+	cmd.Env = repotest.Env()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git cat-file: %v", err)
+	}
+	objs := map[plumbing.Hash]struct {
+		typ  string
+		data []byte
+	}{}
+	br := bufio.NewReader(bytes.NewReader(out))
+	for {
+		line, err := br.ReadString('\n')
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			t.Fatalf("git cat-file: bad line %q", line)
+		}
+		n, _ := strconv.Atoi(f[2])
+		data := make([]byte, n+1) // and the newline after the content
+		if _, err := io.ReadFull(br, data); err != nil {
+			t.Fatal(err)
+		}
+		objs[plumbing.NewHash(f[0])] = struct {
+			typ  string
+			data []byte
+		}{f[1], data[:n]}
+	}
+	return objs
+}
+
+var typeNames = map[int]string{objCommit: "commit", objTree: "tree", objBlob: "blob", objTag: "tag"}
+
+// TestObjReaderMatchesGit reads every object of repositories whose packs
+// hold long delta chains, OFS and REF deltas (a thin pack completed by
+// index-pack), and loose objects, and compares each with what git reads.
+func TestObjReaderMatchesGit(t *testing.T) {
+	t.Parallel()
+	requireGit(t)
+	tests := []struct {
+		name      string
+		refDeltas bool // the fixture's packs have REF_DELTA entries
+		setup     func(t *testing.T) *repotest.Repo
+	}{
+		{"long chains", false, func(t *testing.T) *repotest.Repo {
+			src := repotest.New(t)
+			versions(t, src, "f.txt", 60)
+			src.Git(t, "repack", "-adf", "-q", "--depth=100", "--window=50")
+			if n := maxChain(t, src); n <= 10 {
+				t.Fatalf("longest delta chain is %d: the fixture needs more than 10", n)
+			}
+			return src
+		}},
+		{"code history, packed and loose", false, func(t *testing.T) *repotest.Repo {
+			src := repotest.New(t)
+			src.CodeHistory(t, repotest.Code{Commits: 150, Files: 30, Seed: 7})
+			versions(t, src, "loose.txt", 3)
+			return src
+		}},
+		{"REF_DELTA of a pack kept as received", true, func(t *testing.T) *repotest.Repo {
+			src := repotest.New(t)
+			cs := versions(t, src, "f.txt", 20)
+			tg := newTarget(t, true) // index-pack keeps the pack, REF_DELTAs completed
+			pushRepo(t, tg, src.Dir, cs[9])
+			pushRepo(t, tg, src.Dir, cs[19])
+			// A pack without OFS_DELTA: every delta names its base.
+			cmd := exec.Command("git", "pack-objects", "--revs", "-q", "--stdout")
+			cmd.Dir = src.Dir
+			cmd.Env = repotest.Env()
+			cmd.Stdin = strings.NewReader(cs[19] + "\n")
+			pack, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := repotest.NewBare(t)
+			ix := exec.Command("git", "index-pack", "--stdin")
+			ix.Dir = dst.Dir
+			ix.Env = repotest.Env()
+			ix.Stdin = bytes.NewReader(pack)
+			if out, err := ix.CombinedOutput(); err != nil {
+				t.Fatalf("git index-pack: %v: %s", err, out)
+			}
+			return dst
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := tt.setup(t)
+			common := filepath.Join(src.Dir, ".git")
+			if _, err := os.Stat(common); err != nil {
+				common = src.Dir // bare
+			}
+			st, err := openStore(common)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.close()
+			if refs := refDeltas(t, st); tt.refDeltas != (refs > 0) {
+				t.Fatalf("the fixture has %d REF_DELTA entries", refs)
+			}
+			rd := newObjReader(st)
+			want := catFile(t, src.Dir)
+			if len(want) == 0 {
+				t.Fatal("no objects")
+			}
+			for h, o := range want {
+				typ, data, err := rd.read(h, -1)
+				if err != nil {
+					t.Fatalf("read %s: %v", h, err)
+				}
+				if typeNames[typ] != o.typ || !bytes.Equal(data, o.data) {
+					t.Fatalf("read %s: %s of %d bytes, git reads a %s of %d bytes", h, typeNames[typ], len(data), o.typ, len(o.data))
+				}
+				if len(data) > 0 {
+					if _, _, err := rd.read(h, int64(len(data)-1)); !errors.Is(err, errTooLarge) {
+						t.Fatalf("read %s with a limit below its size: %v, want errTooLarge", h, err)
+					}
+				}
+			}
+			if _, _, err := rd.read(plumbing.NewHash(strings.Repeat("ab", 20)), -1); !errors.Is(err, plumbing.ErrObjectNotFound) {
+				t.Errorf("read of a missing object: %v, want ErrObjectNotFound", err)
+			}
+		})
+	}
+}
+
+// refDeltas counts the REF_DELTA entries of st's packs.
+func refDeltas(t *testing.T, st *store) int {
+	t.Helper()
+	n := 0
+	for _, p := range st.packs {
+		for i := 0; i < p.n; i++ {
+			off, err := p.offset(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := p.entryAt(off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.typ == objRefDelta {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestObjCacheHits walks a code history as the pack writer does and counts
+// the pack entries inflated: with the cache, resolving a tree's delta
+// chain mostly takes the one entry, its base being the tree read just
+// before; without it, whole chains would be inflated again and again.
+func TestObjCacheHits(t *testing.T) {
+	t.Parallel()
+	requireGit(t)
+	src := repotest.New(t)
+	src.CodeHistory(t, repotest.Code{Commits: 600, Files: 80, Seed: 3})
+	r, err := Open(src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := &packWriter{}
+	defer pw.close()
+	rs, err := pw.open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.repos = append(pw.repos, rs)
+	commits, err := pw.haveTrees(context.Background(), rs, plumbing.NewHash(src.Head(t)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.rd.rd.inflated = 0
+	if _, err := pw.missingObjects(context.Background(), rs, 0, commits); err != nil {
+		t.Fatal(err)
+	}
+	all := catFile(t, src.Dir)
+	trees := 0
+	for i := int32(0); i < int32(pw.idx.objs.n); i++ {
+		if all[pw.obj(i).hash].typ == "tree" {
+			trees++
+		}
+	}
+	t.Logf("%d trees read, %d pack entries inflated", trees, rs.rd.rd.inflated)
+	if trees < 600 || rs.rd.rd.inflated > trees+trees/20 {
+		t.Errorf("walking %d trees inflated %d pack entries: want at most 5%% more than the trees", trees, rs.rd.rd.inflated)
+	}
+}
+
+// TestApplyDeltaCorrupt feeds applyDelta deltas that do not fit their
+// base or their own header: each is refused, none panics.
+func TestApplyDeltaCorrupt(t *testing.T) {
+	t.Parallel()
+	base := []byte("0123456789abcdef")
+	hdr := func(src, dst int) []byte { return appendVarint(appendVarint(nil, uint64(src)), uint64(dst)) }
+	tests := []struct {
+		name  string
+		delta []byte
+	}{
+		{"empty", nil},
+		{"no target size", appendVarint(nil, 16)},
+		{"cut size", []byte{0x80}},
+		{"base size differs", append(hdr(15, 1), 1, 'x')},
+		{"reserved instruction", append(hdr(16, 1), 0)},
+		{"insert past its data", append(hdr(16, 3), 3, 'x')},
+		{"insert past the target", append(hdr(16, 1), 2, 'x', 'y')},
+		{"copy past the base", append(hdr(16, 4), 0x91, 14, 4)},
+		{"copy cut short", append(hdr(16, 4), 0x91, 14)},
+		{"short of the target", append(hdr(16, 5), 4, 'a', 'b', 'c', 'd')},
+	}
+	for _, tt := range tests {
+		if out, err := applyDelta(base, tt.delta); err == nil {
+			t.Errorf("%s: applyDelta = %q, want an error", tt.name, out)
+		}
+	}
+	// And a good one, for contrast: copy 4 bytes from 10, insert "!".
+	out, err := applyDelta(base, append(hdr(16, 5), 0x91, 10, 4, 1, '!'))
+	if err != nil || string(out) != "abcd!" {
+		t.Errorf("applyDelta = %q, %v; want \"abcd!\"", out, err)
+	}
+}
+
+func TestTreeIter(t *testing.T) {
+	t.Parallel()
+	h1, h2 := plumbing.NewHash(strings.Repeat("11", 20)), plumbing.NewHash(strings.Repeat("22", 20))
+	entry := func(mode, name string, h plumbing.Hash) string { return mode + " " + name + "\x00" + string(h[:]) }
+	tests := []struct {
+		name    string
+		data    string
+		want    []string // mode (octal) and name
+		wantErr bool
+	}{
+		{"empty", "", nil, false},
+		{"file, dir, submodule", entry("100644", "a.txt", h1) + entry("40000", "dir", h2) + entry("160000", "sub", h1), []string{"100644 a.txt", "40000 dir", "160000 sub"}, false},
+		{"no mode", " a\x00" + string(h1[:]), nil, true},
+		{"bad mode", "10x644 a\x00" + string(h1[:]), nil, true},
+		{"cut hash", entry("100644", "a", h1)[:15], nil, true},
+		{"no NUL", "100644 abc", nil, true},
+	}
+	for _, tt := range tests {
+		it := treeIter{data: []byte(tt.data)}
+		var got []string
+		for mode, name, _, ok := it.next(); ok; mode, name, _, ok = it.next() {
+			got = append(got, strconv.FormatUint(uint64(mode), 8)+" "+string(name))
+		}
+		if strings.Join(got, ",") != strings.Join(tt.want, ",") || (it.err != nil) != tt.wantErr {
+			t.Errorf("%s: entries %q, err %v; want %q, error %v", tt.name, got, it.err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseCommit(t *testing.T) {
+	t.Parallel()
+	tree, p1, p2 := strings.Repeat("ab", 20), strings.Repeat("cd", 20), strings.Repeat("ef", 20)
+	tests := []struct {
+		name    string
+		data    string
+		parents int
+		when    int64
+		wantErr bool
+	}{
+		{"root", "tree " + tree + "\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 1700000000 +0200\n\nmsg\n", 0, 1700000000, false},
+		{"merge", "tree " + tree + "\nparent " + p1 + "\nparent " + p2 + "\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 42 -0100\n\nmsg\nparent " + p1 + "\n", 2, 42, false},
+		{"gpgsig and odd name", "tree " + tree + "\nparent " + p1 + "\ncommitter C > D <c@x> 7 +0000\ngpgsig -----BEGIN-----\n x\n -----END-----\n\nmsg", 1, 7, false},
+		{"committer unreadable", "tree " + tree + "\ncommitter nobody\n\n", 0, 0, false},
+		{"no tree", "parent " + p1 + "\n\n", 1, 0, true},
+		{"bad tree", "tree xyz\n\n", 0, 0, true},
+		{"bad parent", "tree " + tree + "\nparent " + p1[:39] + "\n\n", 0, 0, true},
+	}
+	for _, tt := range tests {
+		c, err := parseCommit(plumbing.ZeroHash, []byte(tt.data))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%s: error %v, want error %v", tt.name, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if c.tree.String() != tree || len(c.parents) != tt.parents || c.when != tt.when {
+			t.Errorf("%s: tree %s, %d parents, time %d; want %s, %d, %d", tt.name, c.tree, len(c.parents), c.when, tree, tt.parents, tt.when)
+		}
+	}
+}
