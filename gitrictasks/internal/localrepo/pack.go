@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -371,7 +372,7 @@ func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error
 					}
 					heap.Push(&q, pc)
 				}
-			} else if pf&uninteresting != 0 && !contains(edges, p) {
+			} else if pf&uninteresting != 0 && !slices.Contains(edges, p) {
 				edges = append(edges, p)
 			}
 			if pf&queued != 0 {
@@ -398,20 +399,11 @@ func newCommits(ctx context.Context, read func(plumbing.Hash) (commitInfo, error
 	// Every have we know is an edge too: its tree is on the target, and a
 	// commit that touches few files shares most of its tree with it.
 	for _, h := range haves {
-		if flags[h]&uninteresting != 0 && !contains(edges, h) {
+		if flags[h]&uninteresting != 0 && !slices.Contains(edges, h) {
 			edges = append(edges, h)
 		}
 	}
 	return kept, edges, nil
-}
-
-func contains(hs []plumbing.Hash, h plumbing.Hash) bool {
-	for _, x := range hs {
-		if x == h {
-			return true
-		}
-	}
-	return false
 }
 
 // commitQueue is a max-heap of commits by committer time.
