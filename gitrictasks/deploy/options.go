@@ -402,8 +402,8 @@ func (o *Options) Validate() error {
 		return bad("the repository path %q holds a NUL or newline", o.Stage.Path)
 	}
 	for name, cmd := range map[string]string{"Stop": o.Stage.Stop, "Start": o.Stage.Start, "Check": o.Stage.Check} {
-		if strings.ContainsRune(cmd, 0) || strings.Contains(cmd, "\n#gitric-end") {
-			return bad("the %s command holds a NUL byte or a line gitric reserves (#gitric-end)", name)
+		if strings.ContainsRune(cmd, 0) {
+			return bad("the %s command holds a NUL byte", name)
 		}
 	}
 	for _, h := range o.Stage.Hosts {
