@@ -240,22 +240,8 @@ func TestBlueGreenBuildFleet(t *testing.T) {
 	t.Run("failing build on one host of three changes none", func(t *testing.T) {
 		clear()
 		before := looks()
-		os.WriteFile(filepath.Join(f.Homes[1], "broken"), nil, 0o644)
-		defer os.Remove(filepath.Join(f.Homes[1], "broken"))
 		never := f.src.Commit(t, "v4", map[string]string{"index.html": "v4\n"})
-		start := len(f.out.String())
-		_, err := runDeploy(t, opts)
-		var he *deploy.HostError
-		if !errors.As(err, &he) || he.Step != "build" || !strings.Contains(err.Error(), "build failed (exit status 7)") {
-			t.Fatalf("deploy with a failing build = %v", err)
-		}
-		if !strings.Contains(he.Host, f.hosts[1].Addr) {
-			t.Errorf("the failure names %s, not host 1 (%s)", he.Host, f.hosts[1].Addr)
-		}
-		out := f.out.String()[start:]
-		if !strings.Contains(out, "compiler says no on "+f.Homes[1]) || !strings.Contains(out, "no host was changed") {
-			t.Errorf("output lacks the build's last lines or the verdict:\n%s", out)
-		}
+		f.failBuildOnHost1(t, opts)
 		for i, h := range looks() {
 			if h.live != before[i].live || h.next != before[i].next || h.liveHead != before[i].liveHead || h.nextHead != before[i].nextHead ||
 				h.liveIno != before[i].liveIno || h.nextIno != before[i].nextIno || h.running != before[i].running || len(h.extra) > 0 {
@@ -412,15 +398,7 @@ func (f *fleet) unlockedBG(t *testing.T) {
 func TestBlueGreenBuildSubmodulesShared(t *testing.T) {
 	f := newFixture(t, sshdtest.Options{})
 	root := f.target
-	inner := repotest.New(t)
-	inner.Commit(t, "inner v1", map[string]string{"inner.txt": "inner v1\n"})
-	lib := repotest.New(t)
-	lib.Commit(t, "lib v1", map[string]string{"lib.txt": "lib v1\n"})
-	lib.AddSubmodule(t, "inner", inner.Dir, "vendor/inner")
-	lib.Git(t, "commit", "-qm", "add inner")
-	f.src.AddSubmodule(t, "lib", lib.Dir, "libs/lib")
-	f.src.Git(t, "commit", "-qm", "add lib")
-	f.src.Submodule(t, "update", "--init", "--recursive")
+	nestedSubmodules(t, f)
 	if err := os.MkdirAll(filepath.Join(root, "shared"), 0o755); err != nil {
 		t.Fatal(err)
 	}

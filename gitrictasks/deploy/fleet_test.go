@@ -29,6 +29,31 @@ type fleet struct {
 	out   *sshdtest.Buffer
 }
 
+// failBuildOnHost1 deploys with a build that fails on host 1 alone (the
+// stage's Build exits 7 where $HOME/broken exists) and checks that the
+// deploy says so: the host, the build's last lines, no host changed.
+func (f *fleet) failBuildOnHost1(t *testing.T, opts deploy.DeployOptions) {
+	t.Helper()
+	broken := filepath.Join(f.Homes[1], "broken")
+	if err := os.WriteFile(broken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(broken)
+	start := len(f.out.String())
+	_, err := runDeploy(t, opts)
+	var he *deploy.HostError
+	if !errors.As(err, &he) || he.Step != "build" || !strings.Contains(err.Error(), "build failed (exit status 7)") {
+		t.Fatalf("deploy with a failing build = %v", err)
+	}
+	if !strings.Contains(he.Host, f.hosts[1].Addr) {
+		t.Errorf("the failure names %s, not host 1 (%s)", he.Host, f.hosts[1].Addr)
+	}
+	out := f.out.String()[start:]
+	if !strings.Contains(out, "compiler says no on "+f.Homes[1]) || !strings.Contains(out, "no host was changed") {
+		t.Errorf("output lacks the build's last lines or the verdict:\n%s", out)
+	}
+}
+
 func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	sshdtest.Require(t)

@@ -202,22 +202,8 @@ func TestServiceReleaseFleet(t *testing.T) {
 		for i := range f.hosts {
 			before[i] = releases(f.target(i))
 		}
-		os.WriteFile(filepath.Join(f.Homes[1], "broken"), nil, 0o644)
-		defer os.Remove(filepath.Join(f.Homes[1], "broken"))
 		f.src.Commit(t, "v3", map[string]string{"index.html": "v3\n"})
-		start := len(f.out.String())
-		_, err := runDeploy(t, opts)
-		var he *deploy.HostError
-		if !errors.As(err, &he) || he.Step != "build" || !strings.Contains(err.Error(), "build failed (exit status 7)") {
-			t.Fatalf("deploy with a failing build = %v", err)
-		}
-		if !strings.Contains(he.Host, f.hosts[1].Addr) {
-			t.Errorf("the failure names %s, not host 1 (%s)", he.Host, f.hosts[1].Addr)
-		}
-		out := f.out.String()[start:]
-		if !strings.Contains(out, "compiler says no on "+f.Homes[1]) || !strings.Contains(out, "no host was changed") {
-			t.Errorf("output lacks the build's last lines or the verdict:\n%s", out)
-		}
+		f.failBuildOnHost1(t, opts)
 		for i := range f.hosts {
 			root := f.target(i)
 			if h := liveHead(root); h != v1 {

@@ -17,19 +17,26 @@ import (
 // submodule, changes the nested one, deploys again, and rolls back, in
 // place and in release mode. The host never fetches: its submodule
 // repositories borrow the objects gitric pushed.
+// nestedSubmodules gives the fixture's repository a submodule libs/lib
+// (the repository lib) that has a submodule of its own, vendor/inner.
+func nestedSubmodules(t *testing.T, f *fixture) {
+	t.Helper()
+	inner := repotest.New(t)
+	inner.Commit(t, "inner v1", map[string]string{"inner.txt": "inner v1\n"})
+	lib := repotest.New(t)
+	lib.Commit(t, "lib v1", map[string]string{"lib.txt": "lib v1\n"})
+	lib.AddSubmodule(t, "inner", inner.Dir, "vendor/inner")
+	lib.Git(t, "commit", "-qm", "add inner")
+	f.src.AddSubmodule(t, "lib", lib.Dir, "libs/lib")
+	f.src.Git(t, "commit", "-qm", "add lib")
+	f.src.Submodule(t, "update", "--init", "--recursive")
+}
+
 func TestSubmodules(t *testing.T) {
 	for _, mode := range []deploy.Mode{deploy.ModeInPlace, deploy.ModeRelease} {
 		t.Run(string(mode), func(t *testing.T) {
 			f := newFixture(t, sshdtest.Options{})
-			inner := repotest.New(t)
-			inner.Commit(t, "inner v1", map[string]string{"inner.txt": "inner v1\n"})
-			lib := repotest.New(t)
-			lib.Commit(t, "lib v1", map[string]string{"lib.txt": "lib v1\n"})
-			lib.AddSubmodule(t, "inner", inner.Dir, "vendor/inner")
-			lib.Git(t, "commit", "-qm", "add inner")
-			f.src.AddSubmodule(t, "lib", lib.Dir, "libs/lib")
-			f.src.Git(t, "commit", "-qm", "add lib")
-			f.src.Submodule(t, "update", "--init", "--recursive")
+			nestedSubmodules(t, f)
 
 			opts := f.options()
 			opts.Stage.Mode = mode
