@@ -157,18 +157,7 @@ func TestBlueGreenCrashLeftovers(t *testing.T) {
 // a failed start work, and a reader through live never misses a file.
 func TestBlueGreenBuildBusybox(t *testing.T) {
 	t.Parallel()
-	sshdtest.RequireTool(t, "/bin/busybox", "apt-get install -y busybox")
-	bin := t.TempDir()
-	if err := os.Chmod(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, applet := range []string{"mv", "ln", "readlink", "ps", "awk", "sed", "sort", "date", "head", "tail", "cat", "rm", "rmdir",
-		"mkdir", "basename", "ls", "sleep", "id", "tr", "touch", "cp", "grep", "kill", "sysctl"} {
-		if err := os.Symlink("/bin/busybox", filepath.Join(bin, applet)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l := newLab(t, sshdtest.Options{FastShell: true, ExtraConfig: []string{"SetEnv PATH=" + bin + ":/usr/bin:/bin"}})
+	l, bin := busyboxLab(t)
 	e := newEnv(t, l.login(t, nil), deploy.ModeBlueGreen)
 	e.src.Commit(t, "ignore logs", map[string]string{".gitignore": "*.log\n", "index.html": "v0\n"})
 	opts := e.builtOptions()

@@ -756,12 +756,11 @@ func TestForeignRepository(t *testing.T) {
 	}
 }
 
-// Item 9: busybox's applets first on the PATH (mv, ln, readlink, ps, awk,
-// sed, sort, date...): release and blue/green deploys still swap their
-// symlinks atomically, and a hanging command is still killed with what
-// it started.
-func TestBusyboxApplets(t *testing.T) {
-	t.Parallel()
+// busyboxLab is a lab whose sshd puts busybox's applets (mv, awk, sed,
+// sort, date...) first on the PATH of every session, and the directory
+// of their links.
+func busyboxLab(t *testing.T) (*lab, string) {
+	t.Helper()
 	sshdtest.RequireTool(t, "/bin/busybox", "apt-get install -y busybox")
 	bin := t.TempDir()
 	if err := os.Chmod(bin, 0o755); err != nil {
@@ -773,7 +772,16 @@ func TestBusyboxApplets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := newLab(t, sshdtest.Options{FastShell: true, ExtraConfig: []string{"SetEnv PATH=" + bin + ":/usr/bin:/bin"}})
+	return newLab(t, sshdtest.Options{FastShell: true, ExtraConfig: []string{"SetEnv PATH=" + bin + ":/usr/bin:/bin"}}), bin
+}
+
+// Item 9: busybox's applets first on the PATH (mv, ln, readlink, ps, awk,
+// sed, sort, date...): release and blue/green deploys still swap their
+// symlinks atomically, and a hanging command is still killed with what
+// it started.
+func TestBusyboxApplets(t *testing.T) {
+	t.Parallel()
+	l, bin := busyboxLab(t)
 	for _, mode := range []deploy.Mode{deploy.ModeRelease, deploy.ModeBlueGreen} {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
