@@ -232,8 +232,9 @@ if [ "$AUDITLOG" = 1 ] && [ -f "$G/audit.log" ]; then
 	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
 fi
 # The commit that serves (status) or that a deploy changes: its hash,
-# tree, time, author and subject, in one git call (here-documents and
-# read split them: no process). A deploy commit of gitric's (artifacts,
+# tree, time, author and subject, in one git call, split by parameter
+# expansion: no process, and no here-document (which some shells write
+# to a temporary file: on a full disk the host would look empty). A deploy commit of gitric's (artifacts,
 # a subdirectory) names the source commit it was made of, in its subject
 # ("gitric deploy of SHA", and " Subdir: DIR" joined to it): gitric speaks
 # of that one. log.showSignature would put gpg's lines first.
@@ -245,13 +246,14 @@ elif [ -d "$L" ]; then
 	# No working copy to change, but one that serves: its commit only.
 	head=$(headof "$L")
 fi
+nl='
+'
 if [ -n "$hinfo" ]; then
-	{
-		read -r head htree ctime author
-		IFS= read -r subject
-	} <<EOF
-$hinfo
-EOF
+	subject= f=${hinfo%%"$nl"*}
+	case $hinfo in *"$nl"*) subject=${hinfo#*"$nl"} ;; esac
+	head=${f%% *} f=${f#* }
+	htree=${f%% *} f=${f#* }
+	ctime=${f%% *} author=${f#* }
 fi
 say head "$head"
 if [ -n "$hinfo" ]; then
@@ -271,13 +273,11 @@ if [ -n "$hinfo" ]; then
 	# index's stat data as it was (git status would refresh it).
 	changes=$(GIT_OPTIONAL_LOCKS=0 git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)
 	n=0
-	[ -z "$changes" ] || while IFS= read -r line; do
+	while [ -n "$changes" ] && [ $n -lt 20 ]; do
 		n=$((n + 1))
-		[ $n -le 20 ] || break
-		say changed "$line"
-	done <<EOF
-$changes
-EOF
+		say changed "${changes%%"$nl"*}"
+		case $changes in *"$nl"*) changes=${changes#*"$nl"} ;; *) changes= ;; esac
+	done
 fi
 if [ "$MODE" = release ] && [ "$AUDITLOG" = 1 ]; then
 	for d in releases/*/; do

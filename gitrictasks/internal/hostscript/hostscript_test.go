@@ -305,3 +305,19 @@ func TestScriptIsSmall(t *testing.T) {
 		t.Errorf("the script is %d bytes; it travels with every run", n)
 	}
 }
+
+// TestNoHereDocuments keeps here-documents out of the host script: some
+// shells (bash before 5.1, /bin/sh on older RHEL) write them to a file in
+// $TMPDIR, so that on a full disk a here-document reads empty, and what
+// it carried (the host's commit, its edits) would look like nothing.
+func TestNoHereDocuments(t *testing.T) {
+	for i, line := range strings.Split(source, "\n") {
+		code := strings.TrimSpace(line)
+		if strings.HasPrefix(code, "#") {
+			continue
+		}
+		if strings.Contains(code, "<<") {
+			t.Errorf("host.sh:%d: a here-document: %s", i+1, code)
+		}
+	}
+}
