@@ -289,10 +289,15 @@ func checkApplies(c call, ours []word, cur int, ran []string, act string) error 
 	if cur >= 0 {
 		start, _ := group(c, ours, cur)
 		drop := map[int]word{}
+		var typed []string
 		for _, w := range ours[:cur] {
 			if w.pos >= start && !reads[strings.ToLower(w.name)] {
 				drop[w.pos] = w
+				typed = append(typed, c.args[w.pos])
 			}
+		}
+		if len(typed) == len(extra) {
+			extra = typed // as the user wrote them
 		}
 		fixed := []string{"mage"}
 		for i := 0; i < len(c.args); {

@@ -97,7 +97,7 @@ func TestModifierThatDoesNothing(t *testing.T) {
 		{"allowDirty before rollback", []string{"allowDirty", "prod", "rollback"}, func() { AllowDirty(); Prod() }, "rollback",
 			"allowDirty does nothing for rollback (it reads only, acceptNew, ref, message, discardEdits and the stage); without it: mage prod rollback"},
 		{"namespaced, two of them", []string{"gitric:forcePush", "gitric:prod", "gitric:ignoreUntracked", "gitric:status"}, func() { ForcePush(); Prod(); IgnoreUntracked() }, "status",
-			"forcePush, ignoreUntracked do nothing for status (it reads only, acceptNew, ref and the stage); without them: mage gitric:prod gitric:status"},
+			"gitric:forcePush, gitric:ignoreUntracked do nothing for status (it reads only, acceptNew, ref and the stage); without them: mage gitric:prod gitric:status"},
 		{"ref for status compares", []string{"ref", "v1", "prod", "status"}, func() { Ref("v1"); Prod() }, "status", ""},
 		{"message for a rollback", []string{"message", "why", "prod", "rollback"}, func() { Message("why"); Prod() }, "rollback", ""},
 		{"the deploy's modifier is not the status's", []string{"allowDirty", "prod", "deploy", "status"}, func() { AllowDirty(); Prod(); set("deploy", func(*state) {}) }, "status", ""},
