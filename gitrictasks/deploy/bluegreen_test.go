@@ -514,16 +514,8 @@ func TestBuildInterrupted(t *testing.T) {
 			slow := opts
 			slow.Stage.Build = "touch " + marker + " && sleep 15 && touch " + finished
 			f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := sshdtest.CancelWhenExists(marker, 20*time.Second)
 			defer cancel()
-			go func() {
-				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-					if _, err := os.Stat(marker); err == nil {
-						cancel()
-						return
-					}
-				}
-			}()
 			start := time.Now()
 			_, err := deploy.Run(ctx, slow)
 			if ctx.Err() == nil {

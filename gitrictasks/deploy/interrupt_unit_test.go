@@ -3,10 +3,11 @@ package deploy
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
 // Ctrl-C during a phase-one build (which goes on by design) still ends the
@@ -17,16 +18,8 @@ func TestUnitInterruptDuringBuild(t *testing.T) {
 	opts.Stage.Mode = ModeRelease
 	marker := filepath.Join(t.TempDir(), "building")
 	opts.Stage.Build = "touch " + marker + " && sleep 30"
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := sshdtest.CancelWhenExists(marker, 20*time.Second)
 	defer cancel()
-	go func() {
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(marker); err == nil {
-				cancel()
-				return
-			}
-		}
-	}()
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() {
@@ -67,16 +60,8 @@ func TestUnitInterruptDuringBlueGreenBuild(t *testing.T) {
 	opts.Stage.Build = "touch " + marker + " && sleep 30"
 	opts.DiscardEdits = true // the service's file in next
 	f.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := sshdtest.CancelWhenExists(marker, 20*time.Second)
 	defer cancel()
-	go func() {
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(marker); err == nil {
-				cancel()
-				return
-			}
-		}
-	}()
 	start := time.Now()
 	_, err := Run(ctx, opts)
 	if ctx.Err() == nil {

@@ -2,12 +2,15 @@ package sshdtest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -111,4 +114,21 @@ func NewSigner(t testing.TB) ssh.Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// CancelWhenExists returns a context that is cancelled as soon as path
+// exists (a host command touched it: the step under way has started),
+// looking for within; if path never appears, the context is left as it
+// is, for the test to tell. cancel releases it.
+func CancelWhenExists(path string, within time.Duration) (ctx context.Context, cancel context.CancelFunc) {
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() {
+		for deadline := time.Now().Add(within); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(path); err == nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	return ctx, cancel
 }
