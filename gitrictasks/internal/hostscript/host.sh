@@ -238,7 +238,7 @@ fi
 # a subdirectory) names the source commit it was made of, in its subject
 # ("gitric deploy of SHA", and " Subdir: DIR" joined to it): gitric speaks
 # of that one. log.showSignature would put gpg's lines first.
-head=none hinfo= dir=$W
+head=none hinfo= dir=$W untracked_any=?
 [ "$ACTION" != status ] || dir=$L
 if [ -d "$dir" ]; then
 	hinfo=$(git -C "$dir" -c log.showSignature=false --no-pager log -1 --format='%H %T %ct %an%n%s' HEAD 2>/dev/null) || hinfo=
@@ -269,15 +269,24 @@ if [ -n "$hinfo" ]; then
 	fi
 	[ -z "$src" ] || say source "$src" "$htree"
 	[ "$ACTION" != status ] || say commit "$ctime $subject"
-	# A look only, in every action: a refused deploy leaves even the
-	# index's stat data as it was (git status would refresh it).
-	changes=$(GIT_OPTIONAL_LOCKS=0 git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)
+	# The edits on the host: a look only, in every action, so that a
+	# refused deploy leaves even the index's stat data as it was (git
+	# status would refresh it). In the actions that change things, but in
+	# release mode, the same walk lists the untracked files, after the
+	# tracked changes: the first "??" line ends the changes and tells the
+	# untracked check (report_untracked) that it has something to look
+	# at. untracked_any: 1 yes, 0 none, ? not known.
+	uflag=no
+	[ -z "$writes" ] || [ "$MODE" = release ] || uflag=normal
+	changes=$(GIT_OPTIONAL_LOCKS=0 git -C "$dir" status --porcelain --untracked-files=$uflag 2>/dev/null)
 	n=0
 	while [ -n "$changes" ] && [ $n -lt 20 ]; do
+		case $changes in '?? '*) break ;; esac
 		n=$((n + 1))
 		say changed "${changes%%"$nl"*}"
 		case $changes in *"$nl"*) changes=${changes#*"$nl"} ;; *) changes= ;; esac
 	done
+	case $uflag:$changes in normal:) untracked_any=0 ;; 'normal:?? '*) untracked_any=1 ;; esac
 fi
 if [ "$MODE" = release ] && [ "$AUDITLOG" = 1 ]; then
 	for d in releases/*/; do
@@ -303,9 +312,17 @@ audit() {
 	[ "$AUD" != "{" ] || sep=
 	printf '%s%s"time":"%s","result":"%s","reason":"%s","downtime_ms":%s}\n' "$AUD" "$sep" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "${3:-0}" >>"$G/audit.log" 2>/dev/null || true
 }
-now_ms() {
-	t=$(date +%s%N 2>/dev/null)
-	case $t in *[!0-9]* | '') echo $(($(date +%s) * 1000)) ;; *) echo $((t / 1000000)) ;; esac
+# clock: sets now to a time in milliseconds, for the downtime: Linux's
+# uptime (centiseconds), read with read, as no process may start around
+# the downtime that need not; date elsewhere.
+clock() {
+	now= up_s= up_cs=
+	[ ! -r /proc/uptime ] || IFS=' .' read -r up_s up_cs _ 2>/dev/null </proc/uptime || up_s=
+	up_cs=${up_cs#0}
+	case $up_s$up_cs in *[!0-9]* | '') ;; *) now=$((up_s * 1000 + up_cs * 10)) ;; esac
+	[ -z "$now" ] || return 0
+	now=$(date +%s%N 2>/dev/null)
+	case $now in *[!0-9]* | '') now=$(($(date +%s) * 1000)) ;; *) now=$((now / 1000000)) ;; esac
 }
 
 # untracked DIR FROM TO: the untracked files in DIR that checking TO out
@@ -340,11 +357,12 @@ conflicts() {
 		}' | sort -u
 }
 # report_untracked DIR FROM TO: says them. A working copy without an
-# untracked file, the usual case, has none to lose: that takes one git
-# call, which --directory keeps short (an untracked directory is a line).
+# untracked file, the usual case, has none to lose: the prelude's git
+# status said so, or one git call does, which --directory keeps short (an
+# untracked directory is a line).
 report_untracked() {
-	[ "$2" != none ] || return 0
-	[ -n "$(git -C "$1" ls-files --others --exclude-standard --directory --no-empty-directory 2>/dev/null)" ] || return 0
+	[ "$2" != none ] && [ "$untracked_any" != 0 ] || return 0
+	[ "$untracked_any" = 1 ] || [ -n "$(git -C "$1" ls-files --others --exclude-standard --directory --no-empty-directory 2>/dev/null)" ] || return 0
 	untracked "$@" | while IFS= read -r f; do say untracked "$f"; done
 }
 
@@ -525,7 +543,8 @@ swaplink() {
 
 # finish OKWORD STATUS REASON: the audit line of a cutover.
 finish() {
-	ms=$(($(now_ms) - t0))
+	clock
+	ms=$((now - t0))
 	[ "$OVERLAP" != 1 ] || [ "$MODE" != release ] || ms=0
 	if [ "$2" = 0 ]; then audit "$1" "" "$ms"; else audit failed "$3" "$ms"; fi
 }
@@ -544,7 +563,8 @@ unprepared() {
 # stop DIR [COLOR]: the stop command; on failure, start the old tree again.
 stop_service() {
 	say stopping
-	t0=$(now_ms)
+	clock
+	t0=$now
 	if [ -z "$STOP" ] || [ "$prev" = none ]; then
 		say stopped -
 		return 0
@@ -643,8 +663,26 @@ start_and_check() {
 # so that the switch inside the downtime does not read every file again.
 refresh() { git -C "$1" update-index -q --refresh >/dev/null 2>&1 </dev/null || true; }
 
+# headnow: sets h to the commit the working copy in $P is on, as headof
+# says it, read from git's own files where they are plain (HEAD detached,
+# or naming a branch whose ref is a file): no process; git's answer
+# otherwise (a packed ref, another ref backend).
+headnow() {
+	h=
+	IFS= read -r h 2>/dev/null <"$R/HEAD" || h=
+	case $h in
+	"ref: refs/"*)
+		h=${h#ref: }
+		case $h in *..* | *[!-A-Za-z0-9_./]*) h= ;; *) [ -f "$R/$h" ] && IFS= read -r h 2>/dev/null <"$R/$h" || h= ;; esac
+		;;
+	esac
+	case $h in *[!0-9a-f]* | '') h= ;; esac
+	[ ${#h} -eq 40 ] || [ ${#h} -eq 64 ] || h=$(headof "$P")
+}
+
 cutover_inplace() {
-	prev=$(headof .)
+	headnow
+	prev=$h
 	refresh "$P"
 	stop_service . || return 0
 	switch_tree "$P" "$1"
@@ -762,7 +800,8 @@ cutover_release() {
 		fi
 	}
 	prev=$(readlink current 2>/dev/null || echo none)
-	t0=$(now_ms)
+	clock
+	t0=$now
 	if [ "$OVERLAP" = 1 ] && [ "$prev" != none ]; then
 		overlap_release
 	else
@@ -841,7 +880,8 @@ dropcolors() {
 nextis() { printf 'next (%s) is now at %s; live is %s\n' "$color" "$(subj next)" "$(basename "$(readlink live)")" >&2; }
 
 cutover_bluegreen() {
-	t0=$(now_ms)
+	clock
+	t0=$now
 	if [ -n "$BUILD" ]; then
 		cutover_built "$1"
 		return
@@ -1017,7 +1057,8 @@ run_once() {
 
 swap_bluegreen() {
 	[ -L live ] && [ -L next ] || die proto "$P has no blue/green deploy to swap yet"
-	t0=$(now_ms)
+	clock
+	t0=$now
 	l=$(readlink live) n=$(readlink next)
 	swaplink live "$n" && swaplink next "$l"
 	r=$?
@@ -1027,12 +1068,27 @@ swap_bluegreen() {
 }
 
 # ---- the seed -------------------------------------------------------------
+# autogc: git gc --auto, which git receive-pack would start after every
+# push, started here only when git's default limits may have been passed
+# (over 27 loose objects in objects/17, as gc.auto 6700 counts them, or
+# over 50 packs): counting takes no process, and git then decides by the
+# repository's own settings; receive.autogc=false is honoured. A gc.auto
+# below git's default waits for those limits.
+autogc() {
+	set -- "$R"/objects/17/*
+	if ! { [ -e "$1" ] && [ $# -gt 27 ]; }; then
+		set -- "$R"/objects/pack/*.pack
+		[ -e "$1" ] && [ $# -gt 50 ] || return 0
+	fi
+	[ "$(git --git-dir="$R" config --type=bool receive.autogc 2>/dev/null)" != false ] || return 0
+	git --git-dir="$R" gc --auto --quiet </dev/null >&2
+}
 # git receive-pack reads the push from gitric; afterwards seeded says its
 # exit status and what refs/gitric/seed holds. A push git refused is in
 # the audit log, and nothing after it is read as a command: the unread
 # part of a pack is not gitric's to interpret.
 if [ -z "$locked" ] && [ "$ACTION" = deploy ]; then
-	git receive-pack "$GD"
+	git -c receive.autogc=false receive-pack "$GD"
 	rc=$?
 	# What the ref holds: its file, as receive-pack just wrote it, read
 	# with read (no process); git's answer where the ref is not a file of
@@ -1041,11 +1097,13 @@ if [ -z "$locked" ] && [ "$ACTION" = deploy ]; then
 	[ ! -f "$R/refs/gitric/seed" ] || IFS= read -r seed <"$R/refs/gitric/seed" || seed=
 	case $seed in *[!0-9a-f]* | '') seed= ;; esac
 	[ ${#seed} -eq 40 ] || [ ${#seed} -eq 64 ] || seed=$(git --git-dir="$R" rev-parse -q --verify 'refs/gitric/seed^{commit}' 2>/dev/null || echo none)
-	say seeded "$rc" "$seed"
 	if [ "$rc" -ne 0 ]; then
+		say seeded "$rc" "$seed"
 		audit failed "git receive-pack failed (exit status $rc)"
 		exit 1
 	fi
+	autogc
+	say seeded "$rc" "$seed"
 	if [ "$seed" = "$NEW" ] && [ "$MODE" != release ]; then
 		report_untracked "$W" "$head" "$NEW"
 	fi
@@ -1070,6 +1128,8 @@ while IFS= read -r line; do
 	cmd=${rest%% *} rest=${rest#"$cmd"} rest=${rest# }
 	arg=${rest%% *} rest=${rest#"$arg"} rest=${rest# }
 	okword=${rest%% *} rest=${rest#"$okword"} rest=${rest# }
+	# A step that ran the stage's commands or changed a working copy may
+	# have left untracked files: the prelude's word on them is gone then.
 	case $cmd in
 	verify)
 		# The untracked files a rollback to $arg would lose.
@@ -1087,6 +1147,7 @@ while IFS= read -r line; do
 		trap : HUP INT TERM
 		"prepare_$MODE" "$arg" "$okword"
 		trap 'exit 1' HUP INT TERM
+		untracked_any=?
 		;;
 	discard)
 		# Another host failed: the tree prepared here goes unused.
@@ -1101,6 +1162,7 @@ while IFS= read -r line; do
 		trap : HUP INT TERM
 		run_once "$arg"
 		trap 'exit 1' HUP INT TERM
+		untracked_any=?
 		;;
 	cutover)
 		[ -z "$locked" ] || die proto "cutover without the lock"
@@ -1111,6 +1173,7 @@ while IFS= read -r line; do
 		trap : HUP INT TERM
 		"cutover_$MODE" "$arg"
 		trap 'exit 1' HUP INT TERM
+		untracked_any=?
 		;;
 	swap)
 		[ -z "$locked" ] || die proto "swap without the lock"
@@ -1118,6 +1181,7 @@ while IFS= read -r line; do
 		trap : HUP INT TERM
 		swap_bluegreen
 		trap 'exit 1' HUP INT TERM
+		untracked_any=?
 		;;
 	log)
 		printf '%s\n' "${line#"$T log "}" >>"$G/audit.log" 2>/dev/null

@@ -2,6 +2,7 @@ package hostscript
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -49,32 +50,40 @@ func shimPath(t *testing.T) (path, log string) {
 // An incremental deploy's prelude and seed, on a clean in-place host, run
 // only the processes that their checks need: the bootstrap's head, the
 // lock's ln, one git for the head commit and its source, git status for
-// the server-edit check, git receive-pack (which runs git's own
-// connectivity check), one git ls-files for the untracked check, and at
-// the exit the lock's readlink and rm. Each process is CPU that every
-// host pays on every deploy: a new one must be worth it. The log
-// directory of the service commands is made private, and made so again
-// when a command is to run.
-func TestDeployPreludeAndSeedProcesses(t *testing.T) {
+// the server-edit check and the untracked check,
+// git receive-pack (which runs git's own connectivity check; its gc --auto
+// only when there is something to pack), and at the exit the lock's
+// readlink and rm. The cutover adds the index's refresh (before the stop),
+// git reset and the audit line's date.
+// Each process is CPU that every host pays on every deploy: a new one must
+// be worth it. The log directory of the service commands is made private,
+// and made so again when a command is to run.
+func TestDeployProcesses(t *testing.T) {
 	t.Parallel()
 	requireTool(t, "git")
-	base := []string{"head", "ln", "git log", "git status", "git receive-pack", "git ls-files", "readlink", "rm"}
+	base := []string{"head", "ln", "git log", "git status", "git receive-pack", "readlink", "rm"}
 	tests := []struct {
-		name   string
-		logDir os.FileMode // 0: none yet
-		stop   string
-		want   []string
+		name string
+		host hostState
+		want []string
 	}{
-		{name: "no command", logDir: 0o700, want: base},
+		{name: "no command", host: hostState{logDir: 0o700}, want: base},
 		{name: "no log directory yet", want: slices.Insert(slices.Clone(base), 2, "mkdir")},
-		{name: "a stop command, the log directory opened up", logDir: 0o755, stop: "true", want: slices.Insert(slices.Clone(base), 2, "chmod")},
+		{name: "a stop command, the log directory opened up", host: hostState{logDir: 0o755, stop: "true"}, want: slices.Insert(slices.Clone(base), 2, "chmod")},
+		{name: "cutover", host: hostState{logDir: 0o700, cutover: true}, want: slices.Insert(slices.Clone(base), 5, "git update-index", "git reset", "date")},
+		// The branch in packed-refs only: git says what HEAD is.
+		{name: "cutover, packed refs", host: hostState{logDir: 0o700, cutover: true, packRefs: true}, want: slices.Insert(slices.Clone(base), 5, "git rev-parse", "git update-index", "git reset", "date")},
+		// git's own limit: over 27 loose objects in objects/17.
+		{name: "loose objects to pack", host: hostState{logDir: 0o700, loose: 28}, want: slices.Insert(slices.Clone(base), 5, "git config", "git gc")},
+		{name: "loose objects, receive.autogc=false", host: hostState{logDir: 0o700, loose: 28, noAutoGC: true}, want: slices.Insert(slices.Clone(base), 5, "git config")},
+		{name: "loose objects under the limit", host: hostState{logDir: 0o700, loose: 27}, want: base},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, app := deployToVerified(t, tt.logDir, tt.stop)
+			got, app := deployToVerified(t, tt.host)
 			if !slices.Equal(got, tt.want) {
-				t.Errorf("the prelude and seed ran %q, want %q", got, tt.want)
+				t.Errorf("the deploy ran %q, want %q", got, tt.want)
 			}
 			fi, err := os.Stat(filepath.Join(app, ".git", "gitric", "log"))
 			if err != nil || fi.Mode().Perm() != 0o700 {
@@ -87,11 +96,21 @@ func TestDeployPreludeAndSeedProcesses(t *testing.T) {
 	}
 }
 
+// hostState is how deployToVerified sets the host up, and how far the
+// deploy goes.
+type hostState struct {
+	logDir   os.FileMode // of the gitric log directory; 0: none yet
+	stop     string      // the stage's stop command
+	loose    int         // files put in .git/objects/17 (gc.auto=0 keeps git gc from reading them)
+	noAutoGC bool        // receive.autogc=false
+	cutover  bool        // go on with the cutover to the new commit
+	packRefs bool        // git pack-refs --all: no ref is a file of its own
+}
+
 // deployToVerified runs a deploy of a new commit to a clean in-place host
-// (whose gitric log directory has mode logDir, or is missing), up to its
-// untracked check, then ends it. It returns the commands the script ran
-// and the host's root.
-func deployToVerified(t *testing.T, logDir os.FileMode, stop string) (ran []string, app string) {
+// set up as h says, up to its untracked check (or its cutover), then ends
+// it. It returns the commands the script ran and the host's root.
+func deployToVerified(t *testing.T, h hostState) (ran []string, app string) {
 	t.Helper()
 	src := repotest.New(t)
 	src.History(t, 20, 5)
@@ -106,19 +125,44 @@ func deployToVerified(t *testing.T, logDir os.FileMode, stop string) (ran []stri
 	if err := os.MkdirAll(g, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if logDir != 0 {
+	if h.logDir != 0 {
 		if err := os.Mkdir(filepath.Join(g, "log"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(filepath.Join(g, "log"), logDir); err != nil {
+		if err := os.Chmod(filepath.Join(g, "log"), h.logDir); err != nil {
 			t.Fatal(err)
+		}
+	}
+	if h.packRefs {
+		if out, err := exec.Command("git", "-C", app, "pack-refs", "--all").CombinedOutput(); err != nil {
+			t.Fatalf("git pack-refs: %v: %s", err, out)
+		}
+	}
+	config := [][]string{{"gc.auto", "0"}}
+	if h.noAutoGC {
+		config = append(config, []string{"receive.autogc", "false"})
+	}
+	for _, kv := range config {
+		if out, err := exec.Command("git", "-C", app, "config", kv[0], kv[1]).CombinedOutput(); err != nil {
+			t.Fatalf("git config: %v: %s", err, out)
+		}
+	}
+	if h.loose > 0 {
+		dir := filepath.Join(app, ".git", "objects", "17")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range h.loose {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%038x", i)), nil, 0o444); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	next := src.Commit(t, "next", map[string]string{"next.txt": "next\n"})
 
 	path, log := shimPath(t)
 	tok := NewToken()
-	v := Vars{Action: Deploy, Path: "app", Mode: "inplace", New: next, Lock: "tester since now", Stop: stop}
+	v := Vars{Action: Deploy, Path: "app", Mode: "inplace", New: next, Lock: "tester since now", Stop: h.stop}
 	cmd := exec.Command("/bin/sh", "-c", Command(""))
 	cmd.Env = []string{"HOME=" + home, "PATH=" + path, "GIT_CONFIG_NOSYSTEM=1"}
 	stdin, err := cmd.StdinPipe()
@@ -175,6 +219,23 @@ func deployToVerified(t *testing.T, logDir os.FileMode, stop string) (ran []stri
 	}
 	if _, err := d.Expect(WordVerified); err != nil {
 		t.Fatalf("verified: %v (%s)", err, stderr.String())
+	}
+	if h.cutover {
+		if err := Send(stdin, tok, CmdCutover, next, "ok", "-", `{"who":"tester"`); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			l, err := d.Next("the cutover")
+			if err != nil {
+				t.Fatalf("cutover: %v (%s)", err, stderr.String())
+			}
+			if l.Word == WordChecked {
+				break
+			}
+		}
+		if got, err := exec.Command("git", "-C", app, "rev-parse", "HEAD").Output(); err != nil || strings.TrimSpace(string(got)) != next {
+			t.Fatalf("after the cutover the host is on %s (%v), want %s (%s)", got, err, next, stderr.String())
+		}
 	}
 	if err := Send(stdin, tok, CmdBye); err != nil {
 		t.Fatal(err)
