@@ -339,25 +339,26 @@ func bootID(t *testing.T) string {
 }
 
 // TestFleetOpsExitStatus calls go tool mage as CI does and checks the
-// exit status of each kind of failure, from deploy and from plan (which
+// exit status of each kind of failure, from deploy, from plan (which
 // exits with the status the deploy would have; it cannot foresee a
-// failing start).
+// failing start) and from status (which fails only for a host it cannot
+// reach: the rest is what it reports).
 func TestFleetOpsExitStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name         string
-		setup        func(t *testing.T, m *mageFleet) (env []string)
-		plan, deploy int
-		says         string
+		name                 string
+		setup                func(t *testing.T, m *mageFleet) (env []string)
+		plan, deploy, status int
+		says                 string
 	}{
 		{"ok", func(t *testing.T, m *mageFleet) []string {
 			m.repo.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
 			return nil
-		}, 0, 0, ""},
+		}, 0, 0, 0, ""},
 		{"dirty working copy", func(t *testing.T, m *mageFleet) []string {
 			m.repo.Write(t, map[string]string{"index.html": "uncommitted\n"})
 			return nil
-		}, gitrictasks.ExitRefused, gitrictasks.ExitRefused, "mage gitric:allowDirty gitric:prod"},
+		}, gitrictasks.ExitRefused, gitrictasks.ExitRefused, 0, "mage gitric:allowDirty gitric:prod"},
 		{"locked", func(t *testing.T, m *mageFleet) []string {
 			m.repo.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
 			// A live holder: this test process, on this boot.
@@ -367,15 +368,15 @@ func TestFleetOpsExitStatus(t *testing.T) {
 			}
 			t.Cleanup(func() { os.Remove(m.lock(0)) })
 			return nil
-		}, gitrictasks.ExitLocked, gitrictasks.ExitLocked, "locked by someone@else"},
+		}, gitrictasks.ExitLocked, gitrictasks.ExitLocked, 0, "locked by someone@else"},
 		{"failing start", func(t *testing.T, m *mageFleet) []string {
 			m.repo.Commit(t, "v2", map[string]string{"index.html": "broken\n"})
 			return nil
-		}, 0, gitrictasks.ExitRolledBack, "rolled back"},
+		}, 0, gitrictasks.ExitRolledBack, 0, "rolled back"},
 		{"unreachable", func(t *testing.T, m *mageFleet) []string {
 			m.repo.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
 			return []string{"GITRIC_HOSTS=root@" + sshdtest.ClosedPort(t)}
-		}, gitrictasks.ExitUnreachable, gitrictasks.ExitUnreachable, "connection refused"},
+		}, gitrictasks.ExitUnreachable, gitrictasks.ExitUnreachable, gitrictasks.ExitUnreachable, "connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -389,7 +390,7 @@ func TestFleetOpsExitStatus(t *testing.T) {
 			for _, c := range []struct {
 				action string
 				want   int
-			}{{"gitric:plan", tt.plan}, {"gitric:deploy", tt.deploy}} {
+			}{{"gitric:plan", tt.plan}, {"gitric:status", tt.status}, {"gitric:deploy", tt.deploy}} {
 				status, out := m.run(t, env, "gitric:prod", c.action)
 				if status != c.want {
 					t.Errorf("%s exited %d, want %d:\n%s", c.action, status, c.want, out)

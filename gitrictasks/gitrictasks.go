@@ -280,8 +280,9 @@ func Swap(ctx context.Context) error {
 //
 // Needs a stage before it; only, ref (compare with it instead of HEAD) and
 // acceptNew apply (any other modifier is refused). Read-only: it takes no lock and changes nothing.
-// Environment: GITRIC_HOSTS, GITRIC_PARALLEL, GITRIC_OUTPUT and the SSH ones,
-// as for deploy.
+// It exits 13 when a host cannot be reached; drift, edits and locks are
+// reported, with status 0. Environment: GITRIC_HOSTS, GITRIC_PARALLEL,
+// GITRIC_OUTPUT and the SSH ones, as for deploy.
 //
 //	mage gitric:prod gitric:status
 func Status(ctx context.Context) error {

@@ -39,6 +39,9 @@ type StatusReport struct {
 }
 
 // Status reads every host's state in parallel, read-only, and prints it.
+// The report has every host; the error joins the hosts it could not reach
+// (ErrUnreachable and the other connection errors), so that a check in CI
+// fails when a host is down. Drift, edits and locks are reported, not errors.
 func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -99,7 +102,13 @@ func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
 		}
 	}
 	d.con.Printf("%s", rep.Verdict)
-	return rep, nil
+	var errs []error
+	for _, s := range rep.Hosts {
+		if s.Err != nil {
+			errs = append(errs, &HostError{Host: s.Host, Step: "status", Err: s.Err})
+		}
+	}
+	return rep, errors.Join(errs...)
 }
 
 func (d *fleet) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) HostStatus {
