@@ -5,9 +5,11 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -149,6 +151,36 @@ func TestBlueGreenCrashLeftovers(t *testing.T) {
 			}
 			e.colours(t)
 		})
+	}
+}
+
+// Item 4: a cutover that stopped between its two renames left next's
+// colour moved aside, with an edit made on the host in it. The next deploy
+// puts the colour back before it looks at next, so the edit is found and
+// refused (not lost with the old copy), and next is what it was.
+func TestBlueGreenCrashAsideEdited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, newLab(t, sshdtest.Options{FastShell: true}).login(t, nil), deploy.ModeBlueGreen)
+	opts := e.builtOptions()
+	if _, err := e.run(opts); err != nil {
+		t.Fatal(err)
+	}
+	green := filepath.Join(e.dir, "green")
+	writeFile(t, green, "index.html", "edited on the host\n")
+	if err := os.Rename(green, green+".gitric-old"); err != nil {
+		t.Fatal(err)
+	}
+	e.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+	_, err := e.run(opts)
+	var se *deploy.ServerEditsError
+	if !errors.As(err, &se) || !slices.ContainsFunc(se.Paths, func(p string) bool { return strings.Contains(p, "index.html") }) {
+		t.Fatalf("deploy over a colour a crash moved aside, edited = %v, want the edit refused", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(e.dir, "next", "index.html")); err != nil || string(b) != "edited on the host\n" {
+		t.Errorf("next's index.html = %q, %v; want the edit, in place", b, err)
+	}
+	if got := e.beside(t); len(got) > 0 {
+		t.Errorf("left beside the colours: %v", got)
 	}
 }
 

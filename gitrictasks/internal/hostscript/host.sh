@@ -231,6 +231,31 @@ fi
 if [ "$AUDITLOG" = 1 ] && [ -f "$G/audit.log" ]; then
 	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
 fi
+# rebind DIR: after DIR, a working copy, was renamed, git's record of it
+# (which git worktree prune goes by) and its submodules follow it.
+rebind() {
+	[ -f "$P/$1/.git" ] && a=$(git -C "$P/$1" rev-parse --absolute-git-dir 2>/dev/null) || return 0
+	[ "$(cat "$a/gitdir" 2>/dev/null)" = "$P/$1/.git" ] && return 0
+	rewire "$P/$1" "$a"
+	printf '%s\n' "$P/$1/.git" >"$a/gitdir"
+}
+# rewire DIR GITDIR: the core.worktree of DIR's submodules (see subtree).
+rewire() {
+	[ -d "$2/modules" ] || return 0
+	git -C "$1" ls-tree -r HEAD | while read -r mode type sha path; do
+		[ "$mode" = 160000 ] && [ -f "$1/$path/.git" ] || continue
+		gd=$(sed -n 's/^gitdir: //p' "$1/$path/.git")
+		git config -f "$gd/config" core.worktree "$1/$path" && rewire "$1/$path" "$gd"
+	done
+}
+# A blue/green cutover that stopped between its two renames left next's
+# colour missing, moved aside: it goes back before anything looks at next
+# (its commit, its edits). tidy removes the rest of what it left.
+if [ "$MODE" = bluegreen ] && [ -n "$writes" ] && [ -z "$locked" ]; then
+	for c in blue green; do
+		[ -e "$c" ] || [ ! -d "$c.gitric-old" ] || { mv "$c.gitric-old" "$c" && rebind "$c"; }
+	done
+fi
 # The commit that serves (status) or that a deploy changes: its hash,
 # tree, time, author and subject, in one git call, split by parameter
 # expansion: no process, and no here-document (which some shells write
@@ -933,23 +958,6 @@ cutover_bluegreen() {
 # the session ends. A crash leaves at most these: the next run puts a
 # missing C back from C.gitric-old and removes the others, never using one.
 
-# rebind DIR: after DIR, a working copy, was renamed, git's record of it
-# (which git worktree prune goes by) and its submodules follow it.
-rebind() {
-	[ -f "$P/$1/.git" ] && a=$(git -C "$P/$1" rev-parse --absolute-git-dir 2>/dev/null) || return 0
-	[ "$(cat "$a/gitdir" 2>/dev/null)" = "$P/$1/.git" ] && return 0
-	rewire "$P/$1" "$a"
-	printf '%s\n' "$P/$1/.git" >"$a/gitdir"
-}
-# rewire DIR GITDIR: the core.worktree of DIR's submodules (see subtree).
-rewire() {
-	[ -d "$2/modules" ] || return 0
-	git -C "$1" ls-tree -r HEAD | while read -r mode type sha path; do
-		[ "$mode" = 160000 ] && [ -f "$1/$path/.git" ] || continue
-		gd=$(sed -n 's/^gitdir: //p' "$1/$path/.git")
-		git config -f "$gd/config" core.worktree "$1/$path" && rewire "$1/$path" "$gd"
-	done
-}
 # tidy: what an earlier run (or this one) left beside the colours.
 tidy() {
 	for c in blue green; do
