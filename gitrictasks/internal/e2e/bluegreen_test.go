@@ -184,6 +184,49 @@ func TestBlueGreenCrashAsideEdited(t *testing.T) {
 	}
 }
 
+// Item 4: a swap that stopped between its two links left live and next on
+// one colour. The next deploy finishes the swap first: it goes to the
+// other colour, and what serves is neither stopped nor changed.
+func TestBlueGreenCrashHalfSwap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, newLab(t, sshdtest.Options{FastShell: true}).login(t, nil), deploy.ModeBlueGreen)
+	opts := e.options()
+	opts.Stage.Stop = fmt.Sprintf(`pwd -P >> '%s/stops'`, e.scratch)
+	if _, err := e.run(opts); err != nil {
+		t.Fatal(err)
+	}
+	e.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+	if _, err := e.run(opts); err != nil {
+		t.Fatal(err)
+	}
+	// live is blue (v1), next green (v2); the swap's first link, alone.
+	live := filepath.Join(e.dir, "live")
+	if err := os.Remove(live); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("green", live); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(filepath.Join(e.scratch, "stops"))
+	e.src.Commit(t, "v3", map[string]string{"index.html": "v3\n"})
+	if _, err := e.run(opts); err != nil {
+		t.Fatalf("the deploy after half a swap: %v", err)
+	}
+	for link, want := range map[string]string{"live": "green", "next": "blue"} {
+		if c, _ := os.Readlink(filepath.Join(e.dir, link)); c != want {
+			t.Errorf("%s is %q, want %q", link, c, want)
+		}
+	}
+	for colour, want := range map[string]string{"green": "v2\n", "blue": "v3\n"} {
+		if b, _ := os.ReadFile(filepath.Join(e.dir, colour, "index.html")); string(b) != want {
+			t.Errorf("%s serves %q, want %q", colour, b, want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.scratch, "stops")); strings.TrimSpace(string(b)) != filepath.Join(e.dir, "blue") {
+		t.Errorf("the deploy stopped %q, want blue only", b)
+	}
+}
+
 // Item 3, for blue/green with a Build: with busybox's applets first on
 // the PATH (mv, awk, sed...), builds, renames, swaps and the rollback of
 // a failed start work, and a reader through live never misses a file.

@@ -248,13 +248,29 @@ rewire() {
 		git config -f "$gd/config" core.worktree "$1/$path" && rewire "$1/$path" "$gd"
 	done
 }
+# swaplink NAME TARGET: point the symlink NAME at TARGET with one rename(2),
+# so that NAME always resolves to the old or the new target, never nothing.
+# mv -T (GNU, busybox) and mv -h (BSD, macOS) rename over the link itself.
+swaplink() {
+	ln -sfn "$2" "$1.gitric-new" || return 1
+	mv -fT "$1.gitric-new" "$1" 2>/dev/null || mv -fh "$1.gitric-new" "$1"
+}
 # A blue/green cutover that stopped between its two renames left next's
 # colour missing, moved aside: it goes back before anything looks at next
-# (its commit, its edits). tidy removes the rest of what it left.
+# (its commit, its edits); tidy removes the rest of what it left. A swap
+# that stopped between its two links left live and next on one colour,
+# where a deploy to next would stop what serves: the swap is finished
+# (live is what serves; next becomes the other colour).
 if [ "$MODE" = bluegreen ] && [ -n "$writes" ] && [ -z "$locked" ]; then
 	for c in blue green; do
 		[ -e "$c" ] || [ ! -d "$c.gitric-old" ] || { mv "$c.gitric-old" "$c" && rebind "$c"; }
 	done
+	if [ -L live ] && [ -L next ] && [ live -ef next ] 2>/dev/null; then
+		c=$(readlink live) o=blue
+		c=${c##*/}
+		[ "$c" != blue ] || o=green
+		[ ! -d "$o" ] || ! swaplink next "$o" || printf 'gitric: live and next were both %s (a swap stopped halfway): next is %s again\n' "$c" "$o" >&2
+	fi
 fi
 # The commit that serves (status) or that a deploy changes: its hash,
 # tree, time, author and subject, in one git call, split by parameter
@@ -548,13 +564,6 @@ check() {
 	[ "$c" = 0 ] || [ "$c" = - ]
 }
 
-# swaplink NAME TARGET: point the symlink NAME at TARGET with one rename(2),
-# so that NAME always resolves to the old or the new target, never nothing.
-# mv -T (GNU, busybox) and mv -h (BSD, macOS) rename over the link itself.
-swaplink() {
-	ln -sfn "$2" "$1.gitric-new" || return 1
-	mv -fT "$1.gitric-new" "$1" 2>/dev/null || mv -fh "$1.gitric-new" "$1"
-}
 
 # ---- the cutover of each mode --------------------------------------------
 # Every cutover says stopping, stopped S, reset S, built S, started S and
