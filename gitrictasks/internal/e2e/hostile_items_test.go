@@ -517,6 +517,32 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
+// Item 4: a disk with no inode left cannot hold the deploy lock: the
+// deploy says so (not "locked by an unknown deploy"), and changes nothing.
+func TestDiskFullLock(t *testing.T) {
+	t.Parallel()
+	sshdtest.RequireRoot(t, "a full disk")
+	e := newEnv(t, newLab(t, sshdtest.Options{FastShell: true}).login(t, nil), deploy.ModeInPlace)
+	disk := mountTmpfs(t, 16<<20, "nr_inodes=500")
+	e.setPath(filepath.Join(disk, "app"))
+	if _, err := e.run(e.options()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		f, err := os.Create(filepath.Join(disk, fmt.Sprintf("fill-%d", i)))
+		if err != nil {
+			break
+		}
+		f.Close()
+	}
+	e.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+	_, err := e.run(e.options())
+	t.Logf("deploy onto a disk with no inode left: %v", err)
+	wantScript(t, err, "path")
+	wantSays(t, err, "cannot create the deploy lock", "out of inodes")
+	e.expect(t, host{head: e.v1, files: map[string]string{"index.html": "v1\n"}, audit: deploy.OutcomeOK})
+}
+
 // Item 4: a first deploy that does not fit on the disk (in blue/green,
 // the second working copy) leaves nothing half-made in the way: once
 // there is room, the deploy goes through.

@@ -426,14 +426,15 @@ func (e *env) fakeLock(t *testing.T, owner string) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// when the test ends. Without the right to mount, the test is skipped
-// (failed under CI=true).
-func mountTmpfs(t *testing.T, size int) string {
+// mountTmpfs mounts a tmpfs of size bytes (and the other mount options
+// given) on a new directory, unmounted when the test ends. Without the
+// right to mount, the test is skipped (failed under CI=true).
+func mountTmpfs(t *testing.T, size int, options ...string) string {
 	t.Helper()
 	sshdtest.RequireRoot(t, "mounting a small tmpfs (a full disk)")
 	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0755", size), "tmpfs", dir).CombinedOutput()
+	opts := strings.Join(append([]string{fmt.Sprintf("size=%d,mode=0755", size)}, options...), ",")
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("mount tmpfs: %v: %s", err, out)

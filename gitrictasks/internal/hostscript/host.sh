@@ -166,6 +166,13 @@ lock() {
 			trap 'exit 1' HUP INT TERM
 			return 0
 		fi
+		if [ ! -e "$G/lock" ] && [ ! -L "$G/lock" ]; then
+			# No lock there, and ln could not make one: not somebody's
+			# lock (unless it was let go in between: tried three times).
+			nolock=$((${nolock:-0} + 1))
+			[ "$nolock" -ge 3 ] || continue
+			die path "cannot create the deploy lock $G/lock as $(me): is the disk full, or out of inodes? (df -h -i $G)"
+		fi
 		owner=$(lockowner)
 		# The takeover guard is held for a moment only: one still there
 		# after three tries was left by a taker that died; clear it.
@@ -351,7 +358,8 @@ say ready
 audit() {
 	sep=,
 	[ "$AUD" != "{" ] || sep=
-	printf '%s%s"time":"%s","result":"%s","reason":"%s","downtime_ms":%s}\n' "$AUD" "$sep" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "${3:-0}" >>"$G/audit.log" 2>/dev/null || true
+	printf '%s%s"time":"%s","result":"%s","reason":"%s","downtime_ms":%s}\n' "$AUD" "$sep" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "${3:-0}" 2>/dev/null >>"$G/audit.log" ||
+		printf 'gitric: could not add to %s (is the disk full?): this step is missing from it\n' "$G/audit.log" >&2
 }
 # clock: sets now to a time in milliseconds, for the downtime: Linux's
 # uptime (centiseconds), read with read, as no process may start around
