@@ -191,7 +191,13 @@ func (d *deployOp) ready(ctx context.Context, h *hostDeploy) error {
 	}
 	name, sess, st := h.addr.Name(), h.sess, h.state
 	end := func() error { return d.endSeed(ctx, h) } // no push
-	if st.head == d.target || (d.opts.Stage.Subdir != "" && d.opts.Stage.Artifacts == nil && !st.tree.IsZero() && st.tree == d.targetTree) {
+	already := st.head == d.target || (d.opts.Stage.Subdir != "" && d.opts.Stage.Artifacts == nil && !st.tree.IsZero() && st.tree == d.targetTree)
+	if already && st.cutShort != "" {
+		// On the commit, maybe, but not known to run it: cut over again.
+		h.log.Printf("the last cutover here, to %s, was cut short (killed): it is done again", shortHex(st.cutShort))
+		already = false
+	}
+	if already {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.commit)
 		if err := end(); err != nil {

@@ -105,9 +105,18 @@ type ServerEditsError struct {
 	Host  string
 	Paths []string // git status --porcelain lines, at most 20
 	Hint  string
+	// CutShort is set when the host's last cutover, to this commit, was
+	// killed halfway: then the "edits" are most likely what it left, the
+	// working copy between two commits.
+	CutShort string
 }
 
 func (e *ServerEditsError) Error() string {
+	if e.CutShort != "" {
+		return fmt.Sprintf("%s: %v: %s. The last cutover on this host, to %s, was cut short (killed): these are most likely the files it left between two commits, and the service may be stopped. "+
+			"Check them, then finish it: %s",
+			e.Host, ErrServerEdits, strings.Join(e.Paths, ", "), shortHex(e.CutShort), e.Hint)
+	}
 	return fmt.Sprintf("%s: %v: %s. The deploy would discard these edits, so the host was left as it was. "+
 		"Save them into the repository first, or discard them: %s",
 		e.Host, ErrServerEdits, strings.Join(e.Paths, ", "), e.Hint)

@@ -139,12 +139,12 @@ func (d *deployOp) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) 
 	}
 	from := st.sourceOf()
 	hp.From = hashString(from)
-	if from == d.commit.Hash {
+	if from == d.commit.Hash && st.cutShort == "" {
 		hp.Already = true
 		return hp
 	}
 	if len(st.changed) > 0 && !d.opts.DiscardEdits {
-		refuse(&ServerEditsError{Host: hp.Host, Paths: st.changed, Hint: d.opts.Hints.DiscardEdits})
+		refuse(&ServerEditsError{Host: hp.Host, Paths: st.changed, Hint: d.opts.Hints.DiscardEdits, CutShort: st.cutShort})
 	}
 	if len(st.missing) > 0 {
 		refuse(fmt.Errorf("%w: %s", ErrSharedMissing, strings.Join(st.missing, ", ")))

@@ -96,7 +96,7 @@ func (d *rollbackOp) pick(h *hostDeploy, st hostState) error {
 func (d *rollbackOp) aim(h *hostDeploy, st hostState, checkout string) {
 	h.to = plumbing.NewHash(checkout)
 	h.toSrc = sourceFor(st.audit, h.to)
-	if h.to == st.head {
+	if h.to == st.head && st.cutShort == "" {
 		h.res.Skipped = true
 		h.log.Printf("already on %s; nothing to do", d.describe(h.toSrc))
 		return

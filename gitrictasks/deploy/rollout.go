@@ -304,7 +304,7 @@ func (r *rollout) refuseEdits(ctx context.Context, h *hostDeploy) error {
 	if r.endSeed(ctx, h) == nil {
 		r.audit(h, OutcomeRefused, "working copy edited on the host")
 	}
-	return &ServerEditsError{Host: h.addr.Name(), Paths: h.state.changed, Hint: r.opts.Hints.DiscardEdits}
+	return &ServerEditsError{Host: h.addr.Name(), Paths: h.state.changed, Hint: r.opts.Hints.DiscardEdits, CutShort: h.state.cutShort}
 }
 
 // endSeed ends a deploy's git receive-pack on the host with no update,

@@ -69,6 +69,7 @@ type hostState struct {
 	when      time.Time     // HEAD's commit time (status only)
 	subject   string        // HEAD's subject (status only)
 	changed   []string      // git status lines of tracked files changed on the host
+	cutShort  string        // a cutover to this commit was killed halfway ("unknown": to a commit not recorded)
 	locked    string        // owner of a lock someone else holds
 	tookOver  string        // owner of a dead deploy's lock this run took over
 	foreign   bool          // a repository gitric did not create (status)
@@ -226,6 +227,8 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 				st.subject = subject
 			case hostscript.WordChanged:
 				st.changed = append(st.changed, l.Arg)
+			case hostscript.WordCutShort:
+				st.cutShort = l.Arg
 			case hostscript.WordReady:
 				if !head {
 					return &hostscript.ProtocolError{Want: `"head" before "ready"`, Got: []byte(l.Word)}

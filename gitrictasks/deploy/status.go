@@ -25,6 +25,10 @@ type HostStatus struct {
 	Modified []string // git status lines of tracked files changed on the host
 	Locked   string   // lock owner, if locked
 	Foreign  bool     // Path holds a repository that gitric did not create
+	// CutShort is the commit of a cutover that was killed halfway here
+	// ("unknown" if it did not say): the working copy and the service may
+	// be between two commits until a deploy or rollback finishes it.
+	CutShort string
 	// Checkout is gitric's deploy commit of Head that the host runs
 	// (artifacts, a subdirectory); empty when the host runs Head itself.
 	Checkout string
@@ -100,6 +104,9 @@ func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
 		if s.Locked != "" {
 			h.log.Printf("locked by %s", s.Locked)
 		}
+		if s.CutShort != "" {
+			h.log.Printf("the last cutover, to %s, was cut short (killed): files and service may be between two commits; deploy (or roll back) to finish it", shortHex(s.CutShort))
+		}
 	}
 	d.con.Printf("%s", rep.Verdict)
 	var errs []error
@@ -128,6 +135,7 @@ func (d *fleet) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) 
 		}
 	}
 	s.Foreign = st.foreign
+	s.CutShort = st.cutShort
 	s.Current = !local.IsZero() && st.sourceOf() == local
 	if e, ok := lastDeploy(st.audit); ok && e.checkout() == st.head.String() {
 		s.Deployed = &e
@@ -141,7 +149,7 @@ func (d *fleet) status(ctx context.Context, h *hostDeploy, local plumbing.Hash) 
 // verdict sums the hosts up in one line.
 func verdict(rep *StatusReport) string {
 	commits := map[string]int{}
-	var down, modified, locked int
+	var down, modified, locked, cut int
 	for _, s := range rep.Hosts {
 		switch {
 		case s.Err != nil:
@@ -152,6 +160,9 @@ func verdict(rep *StatusReport) string {
 		}
 		if s.Locked != "" {
 			locked++
+		}
+		if s.CutShort != "" {
+			cut++
 		}
 		commits[s.Head]++
 	}
@@ -180,6 +191,9 @@ func verdict(rep *StatusReport) string {
 	}
 	if locked > 0 {
 		parts = append(parts, fmt.Sprintf("%d host(s) locked", locked))
+	}
+	if cut > 0 {
+		parts = append(parts, fmt.Sprintf("%d host(s) with a cutover cut short", cut))
 	}
 	if down > 0 {
 		parts = append(parts, fmt.Sprintf("%d host(s) unreachable", down))

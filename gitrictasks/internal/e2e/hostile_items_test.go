@@ -517,6 +517,74 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
+// Item 4: a host script killed (SIGKILL: nothing it can trap) in the
+// middle of a cutover leaves its mark. Killed after the switch and before
+// the start, the host is on the new commit with its service stopped: the
+// next deploy of that commit does not take it for done, but cuts over
+// again, and status says so meanwhile. Killed in the middle of the switch,
+// the files it left are refused as edits, with what happened and the fix.
+func TestCutoverKilled(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, sshdtest.Options{FastShell: true})
+	t.Run("before the start", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, l.login(t, nil), deploy.ModeInPlace)
+		serving, once := filepath.Join(e.scratch, "serving"), filepath.Join(e.scratch, "killed")
+		opts := e.options()
+		opts.Stage.Stop = "rm -f '" + serving + "'"
+		// $$ is the host script's shell: the first start kills it.
+		opts.Stage.Start = fmt.Sprintf(`[ -f '%s' ] || { : > '%s'; kill -9 $$; exit 1; }; cat index.html > '%s'`, once, once, serving)
+		if _, err := e.run(opts); err == nil {
+			t.Fatal("the deploy whose host script was killed succeeded")
+		}
+		if b, _ := os.ReadFile(serving); len(b) > 0 {
+			t.Fatalf("serving %q before the deploy after the kill", b)
+		}
+		rep, err := deploy.Status(context.Background(), statusOptions(e.options()))
+		if err != nil || rep.Hosts[0].CutShort != e.v1 || !strings.Contains(rep.Verdict, "1 host(s) with a cutover cut short") {
+			t.Errorf("status after the kill: %+v, %q, %v; want the cutover to %.7s cut short", rep.Hosts, rep.Verdict, err, e.v1)
+		}
+		e.out.Reset()
+		if _, err := e.run(opts); err != nil {
+			t.Fatalf("the deploy after the kill: %v", err)
+		}
+		if out := e.out.String(); !strings.Contains(out, "was cut short (killed): it is done again") {
+			t.Errorf("the deploy after the kill does not say it finishes the cutover:\n%s", out)
+		}
+		if b, _ := os.ReadFile(serving); string(b) != "v1\n" {
+			t.Errorf("serving %q after the deploy after the kill, want v1", b)
+		}
+		rep, err = deploy.Status(context.Background(), statusOptions(e.options()))
+		if err != nil || rep.Hosts[0].CutShort != "" {
+			t.Errorf("status once it is done: %+v, %v; want nothing cut short", rep.Hosts, err)
+		}
+	})
+	t.Run("in the switch", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, l.login(t, nil), deploy.ModeInPlace)
+		if _, err := e.run(e.options()); err != nil {
+			t.Fatal(err)
+		}
+		// What a kill in git reset leaves: some files of v2, HEAD on v1,
+		// the mark.
+		v2 := e.src.Commit(t, "v2", map[string]string{"index.html": "v2\n"})
+		writeFile(t, e.dir, "index.html", "v2\n")
+		writeFile(t, filepath.Join(e.dir, ".git", "gitric"), "cutover", v2+"\n")
+		_, err := e.run(e.options())
+		var se *deploy.ServerEditsError
+		if !errors.As(err, &se) || se.CutShort != v2 {
+			t.Fatalf("deploy over a cut-short switch = %v, want ServerEditsError naming the cutover", err)
+		}
+		wantSays(t, err, "was cut short", "set DiscardEdits")
+		opts := e.options()
+		opts.DiscardEdits = true
+		if _, err := e.run(opts); err != nil {
+			t.Fatalf("the deploy that finishes it: %v", err)
+		}
+		e.expect(t, host{head: v2, files: map[string]string{"index.html": "v2\n"}, audit: deploy.OutcomeOK})
+	})
+}
+
 // Item 4: a disk with no inode left cannot hold the deploy lock: the
 // deploy says so (not "locked by an unknown deploy"), and changes nothing.
 func TestDiskFullLock(t *testing.T) {

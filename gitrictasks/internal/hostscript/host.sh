@@ -235,6 +235,25 @@ fi
 if [ "$ACTION" = status ] || [ "$ACTION" = plan ]; then
 	[ -L "$G/lock" ] || [ -e "$G/lock" ] && say locked "$(lockowner)"
 fi
+# A cutover marks its start in $G/cutover and empties it when it ends,
+# however it ends; one that was killed (SIGKILL, a crash, the power) left
+# its commit there: the working copy and the service may be between the
+# two commits, which the edits below and the host's head then show.
+# Its marker is read by the run that holds the lock, or by a read-only
+# one when no live deploy holds it (one mid-cutover has a marker too).
+cut=
+if [ -s "$G/cutover" ]; then
+	if [ -n "$writes" ]; then
+		[ -n "$locked" ] || cut=1
+	elif ! [ -L "$G/lock" ] || stale "$(lockowner)"; then
+		cut=1
+	fi
+fi
+if [ -n "$cut" ]; then
+	IFS= read -r cut 2>/dev/null <"$G/cutover" || :
+	case $cut in *[!0-9a-f]* | '') cut=unknown ;; esac
+	say cutshort "$cut"
+fi
 if [ "$AUDITLOG" = 1 ] && [ -f "$G/audit.log" ]; then
 	tail -n 200 "$G/audit.log" | while IFS= read -r line; do say audit "$line"; done
 fi
@@ -1196,7 +1215,9 @@ while IFS= read -r line; do
 		AUD=${rest#* }
 		# A signal now must not leave the service down: finish the step.
 		trap : HUP INT TERM
+		printf '%s\n' "$arg" 2>/dev/null >"$G/cutover" || :
 		"cutover_$MODE" "$arg"
+		: 2>/dev/null >"$G/cutover"
 		trap 'exit 1' HUP INT TERM
 		untracked_any=?
 		;;

@@ -24,6 +24,7 @@ const (
 	WordSource    = "source"    // sha tree: HEAD is gitric's deploy commit of sha
 	WordRelease   = "release"   // name head: a release directory (release mode)
 	WordChanged   = "changed"   // porcelain line: a tracked file edited on the host
+	WordCutShort  = "cutshort"  // sha: a cutover to sha was cut short here (killed): files and service may be between commits
 	WordReady     = "ready"     // the state report is complete
 	WordSeeded    = "seeded"    // status sha: receive-pack's exit, refs/gitric/seed
 	WordUntracked = "untracked" // path: a host file the new commit would overwrite
