@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -179,38 +178,18 @@ type StatusOptions struct {
 	IgnoreUntracked bool
 }
 
-// Changes lists the paths that make the working copy dirty: modified,
-// staged, deleted, and (unless opts.IgnoreUntracked) untracked files that
-// .gitignore, .git/info/exclude and core.excludesFile do not ignore. An empty
-// list means the working copy matches HEAD.
+// Changes lists the paths that make the working copy dirty, as git status
+// sees them: staged (HEAD and the index differ), modified or deleted (the
+// index and the working copy differ; a conflict or an intent-to-add entry
+// counts), and (unless opts.IgnoreUntracked) untracked files that
+// .gitignore, .git/info/exclude and core.excludesFile do not ignore. The
+// paths are slash-separated and sorted; an untracked file is listed by its
+// own path, in an untracked directory too, and an untracked directory that
+// holds a repository of its own as "dir/". An empty list means the working
+// copy matches HEAD. It reads the repository only (see status.go).
 func (r *Repo) Changes(opts StatusOptions) ([]string, error) {
-	wt, err := r.git.Worktree()
-	if err != nil {
-		return nil, fmt.Errorf("status of %s: %w", r.root, err)
-	}
-	// go-git reads .gitignore files itself, but its worktree filesystem
-	// will not open paths inside .git, so info/exclude is read here.
-	wt.Excludes = append(wt.Excludes, readPatterns(filepath.Join(r.gitDir(), "info", "exclude"))...)
-	if global, err := globalExcludes(); err == nil {
-		wt.Excludes = append(wt.Excludes, global...)
-	}
-	st, err := wt.Status()
-	if err != nil {
-		return nil, fmt.Errorf("status of %s: %w", r.root, err)
-	}
-	var paths []string
-	for path, s := range st {
-		untracked := s.Worktree == git.Untracked && s.Staging == git.Untracked
-		if untracked && opts.IgnoreUntracked {
-			continue
-		}
-		if s.Worktree == git.Unmodified && s.Staging == git.Unmodified {
-			continue
-		}
-		paths = append(paths, path)
-	}
-	sort.Strings(paths)
-	return paths, nil
+	paths, _, err := r.changes(opts)
+	return paths, err
 }
 
 // globalExcludes reads the user's core.excludesFile, falling back to git's
