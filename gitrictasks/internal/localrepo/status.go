@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -522,62 +521,9 @@ func submoduleHead(dir string) (h plumbing.Hash, ok bool) {
 	return h, false
 }
 
-// sysStat is the stat data a FileInfo holds only in its Sys().
+// sysStat is the stat data a FileInfo holds only in its Sys(), cut to 32
+// bits as the index has it; see sysStatOf in stat_*.go.
 type sysStat struct{ ctime, ctimeNs, ino, uid, gid uint32 }
-
-// sysIndex is where sysStat's fields are in the Sys() of os.Lstat's
-// FileInfo, a *syscall.Stat_t on Unix, which names them differently from
-// one system to another (Ctim on Linux, Ctimespec on macOS): they are
-// found by name, once, so that this file builds everywhere. Where there
-// are none (Windows), only size, mtime and mode are compared.
-var (
-	sysOnce  sync.Once
-	sysType  reflect.Type
-	sysIndex [][]int
-)
-
-// sysStatOf reads fi's sysStat; ok is false where there is none.
-func sysStatOf(fi fs.FileInfo) (x sysStat, ok bool) {
-	sys := fi.Sys()
-	sysOnce.Do(func() {
-		t := reflect.TypeOf(sys)
-		if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
-			return
-		}
-		st := t.Elem()
-		ct, ok := st.FieldByName("Ctim")
-		if !ok {
-			ct, ok = st.FieldByName("Ctimespec")
-		}
-		if !ok || ct.Type.Kind() != reflect.Struct {
-			return
-		}
-		for i, name := range []string{"Sec", "Nsec", "Ino", "Uid", "Gid"} {
-			in, base := st, []int(nil)
-			if i < 2 { // in the ctime
-				in, base = ct.Type, ct.Index
-			}
-			f, found := in.FieldByName(name)
-			if !found {
-				return
-			}
-			sysIndex = append(sysIndex, append(slices.Clip(base), f.Index...))
-		}
-		sysType = t
-	})
-	if sysType == nil || reflect.TypeOf(sys) != sysType {
-		return x, false
-	}
-	v, w := reflect.ValueOf(sys).Elem(), [5]uint32{}
-	for i, idx := range sysIndex {
-		if f := v.FieldByIndex(idx); f.CanInt() {
-			w[i] = uint32(f.Int())
-		} else {
-			w[i] = uint32(f.Uint())
-		}
-	}
-	return sysStat{w[0], w[1], w[2], w[3], w[4]}, true
-}
 
 // untracked lists the files neither in the index nor ignored (by
 // .gitignore files, info/exclude and core.excludesFile, in git's order of
