@@ -221,6 +221,71 @@ func TestObjCacheHits(t *testing.T) {
 	}
 }
 
+// TestHaveTreesSparse: for an incremental push of a one-line change, the
+// walk of what the target has reads the trees on the changed path only
+// (git's sparse walk), not every tree of the target's commit, and the
+// pack is what git's would be: the new blob as a thin delta, a few
+// hundred bytes, that git index-pack --fix-thin completes.
+func TestHaveTreesSparse(t *testing.T) {
+	t.Parallel()
+	requireGit(t)
+	src := repotest.New(t)
+	src.CodeHistory(t, repotest.Code{Commits: 300, Files: 80, Seed: 5})
+	prev := src.Head(t)
+	files := strings.Fields(src.Git(t, "ls-files"))
+	path := files[len(files)/2]
+	for _, f := range files { // one deep down
+		if strings.Count(f, "/") > strings.Count(path, "/") {
+			path = f
+		}
+	}
+	old, err := os.ReadFile(filepath.Join(src.Dir, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := src.Commit(t, "one line", map[string]string{path: string(old) + "// one more line\n"})
+	trees := strings.Count(src.Git(t, "ls-tree", "-r", "-t", prev), " tree ")
+	r, err := Open(src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := &packWriter{}
+	defer pw.close()
+	rs, err := pw.open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.repos = append(pw.repos, rs)
+	if _, err := pw.haveTrees(context.Background(), rs, plumbing.NewHash(next), []plumbing.Hash{plumbing.NewHash(prev)}); err != nil {
+		t.Fatal(err)
+	}
+	depth := strings.Count(path, "/") + 1
+	t.Logf("%s: %d of the target's %d trees on its path; %d pack entries inflated", path, depth, trees+1, rs.rd.rd.inflated)
+	if trees < 4*depth || rs.rd.rd.inflated > 3*depth {
+		t.Errorf("the walk of what the target has inflated %d pack entries for a change %d trees deep (of %d)", rs.rd.rd.inflated, depth, trees+1)
+	}
+
+	var pack bytes.Buffer
+	st, err := r.WritePack(context.Background(), &pack, plumbing.NewHash(next), []plumbing.Hash{plumbing.NewHash(prev)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Objects != depth+2 || pack.Len() > 1000 {
+		t.Errorf("pack of a one-line change: %+v, %d bytes; want %d objects (commit, %d trees, blob) in a few hundred bytes", st, pack.Len(), depth+2, depth)
+	}
+	tg := repotest.NewBare(t)
+	tg.Git(t, "fetch", "-q", src.Dir, prev+":refs/heads/main")
+	ix := exec.Command("git", "index-pack", "--stdin", "--strict", "--fix-thin")
+	ix.Dir = tg.Dir
+	ix.Env = repotest.Env()
+	ix.Stdin = &pack
+	if out, err := ix.CombinedOutput(); err != nil {
+		t.Fatalf("git index-pack --fix-thin: %v: %s", err, out)
+	}
+	tg.Git(t, "update-ref", "refs/heads/main", next)
+	tg.Git(t, "fsck", "--full", "--no-dangling")
+}
+
 // TestApplyDeltaCorrupt feeds applyDelta deltas that do not fit their
 // base or their own header: each is refused, none panics.
 func TestApplyDeltaCorrupt(t *testing.T) {

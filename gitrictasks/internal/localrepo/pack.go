@@ -157,27 +157,109 @@ func (r *Repo) describe(err error) error {
 // hostHas is what objIndex.find says of an object the target holds.
 const hostHas = -1
 
-// haveTrees walks the commits reachable from want and not from haves, marks
-// known everything in the trees of the commits at the edge of that walk
-// (the target holds them) and returns the new commits, newest first.
+// haveTrees walks the commits reachable from want and not from haves,
+// marks known what the target holds of the trees of the commits at the
+// edge of that walk (see holdSparse) and returns the new commits, newest
+// first.
 func (pw *packWriter) haveTrees(ctx context.Context, rs *repoState, want plumbing.Hash, haves []plumbing.Hash) ([]newCommit, error) {
 	commits, edges, err := newCommits(ctx, rs.rd.commit, want, haves, rs.shallow)
 	if err != nil {
 		return nil, err
 	}
+	var held []plumbing.Hash
 	for _, e := range edges {
 		c, err := rs.rd.commit(e)
 		if err != nil {
 			return nil, fmt.Errorf("read commit %s: %w", e, err)
 		}
-		if _, ok := pw.idx.find(e); !ok {
-			pw.idx.hold(e)
-		}
-		if err := pw.collectTree(ctx, rs, 0, c.tree, plumbing.ZeroHash, false); err != nil {
-			return nil, err
+		pw.holdNew(e)
+		held = append(held, c.tree)
+	}
+	wants := make([]plumbing.Hash, len(commits))
+	for i, c := range commits {
+		wants[i] = c.tree
+	}
+	return commits, pw.holdSparse(ctx, rs, wants, held)
+}
+
+// holdSparse marks held the trees haves (the target's, at one path) and
+// their entries, then does the same one level down wherever a tree of
+// wants (the new commits', at that path) has a subtree that none of
+// haves has: the walk git's pack.useSparse does. An unchanged directory
+// costs a lookup however large it is, and only the trees on the changed
+// paths are read, so an incremental deploy reads a handful of trees. What
+// the target has under a directory the new commits do not change goes
+// unmarked: an object that appears again elsewhere is then sent again,
+// harmlessly, as git sends it too.
+func (pw *packWriter) holdSparse(ctx context.Context, rs *repoState, wants, haves []plumbing.Hash) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var todo []plumbing.Hash
+	for _, w := range wants {
+		if _, ok := pw.idx.find(w); !ok && !slices.Contains(haves, w) && !slices.Contains(todo, w) {
+			todo = append(todo, w)
 		}
 	}
-	return commits, nil
+	for _, h := range haves {
+		pw.holdNew(h)
+	}
+	if len(todo) == 0 || len(haves) == 0 {
+		return nil
+	}
+	subs := map[string][]plumbing.Hash{} // the haves' subtrees, by name
+	for _, h := range haves {
+		data, err := rs.rd.tree(h)
+		if err != nil {
+			return err
+		}
+		it := treeIter{data: data}
+		for mode, name, e, ok := it.next(); ok; mode, name, e, ok = it.next() {
+			switch mode {
+			case modeSubmodule: // another repository's commit
+			case modeDir:
+				subs[string(name)] = append(subs[string(name)], e)
+			default:
+				pw.holdNew(e)
+			}
+		}
+		if it.err != nil {
+			return fmt.Errorf("read tree %s: %w", h, it.err)
+		}
+	}
+	next := map[string][]plumbing.Hash{} // the wants' subtrees where the haves have some
+	var names []string
+	for _, w := range todo {
+		data, err := rs.rd.tree(w)
+		if err != nil {
+			return err
+		}
+		it := treeIter{data: data}
+		for mode, name, e, ok := it.next(); ok; mode, name, e, ok = it.next() {
+			if n := string(name); mode == modeDir && subs[n] != nil {
+				if next[n] == nil {
+					names = append(names, n)
+				}
+				next[n] = append(next[n], e)
+			}
+		}
+		if it.err != nil {
+			return fmt.Errorf("read tree %s: %w", w, it.err)
+		}
+	}
+	for _, n := range names {
+		if err := pw.holdSparse(ctx, rs, next[n], subs[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holdNew marks h held by the target, unless it is known already.
+func (pw *packWriter) holdNew(h plumbing.Hash) {
+	if _, ok := pw.idx.find(h); !ok {
+		pw.idx.hold(h)
+	}
 }
 
 // missingObjects lists in pw.idx the objects to send for commits, the new
@@ -204,17 +286,16 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part ui
 				base = pc.tree
 			}
 		}
-		if err := pw.collectTree(ctx, rs, part, c.tree, base, true); err != nil {
+		if err := pw.collectTree(ctx, rs, part, c.tree, base); err != nil {
 			return 0, err
 		}
 	}
 	return n, nil
 }
 
-// collectTree marks the tree and everything below it known; with send,
-// it lists those not known before in pw.idx, as objects to send, or as
-// held by the target otherwise. Subtrees already known are not read
-// again: unchanged directories cost one lookup.
+// collectTree lists in pw.idx, as objects to send, the tree and
+// everything below it not known before. Subtrees already known are not
+// read again: unchanged directories cost one lookup.
 //
 // base is the tree at the same path in the commit's first parent (zero
 // if none): for an object that is not in a local packfile, the entry of
@@ -223,24 +304,20 @@ func (pw *packWriter) missingObjects(ctx context.Context, rs *repoState, part ui
 //
 // The tree's content is parsed where the reader left it, entry by entry:
 // nothing is kept of it but the hashes listed.
-func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint16, tree, base plumbing.Hash, send bool) error {
+func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint16, tree, base plumbing.Hash) error {
 	if _, ok := pw.idx.find(tree); ok {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if send {
-		pw.add(tree, part, base)
-	} else {
-		pw.idx.hold(tree)
-	}
+	pw.add(tree, part, base)
 	data, err := rs.rd.tree(tree)
 	if err != nil {
 		return err
 	}
 	var prev map[string]treeEntry
-	if send && !base.IsZero() && base != tree && !rs.packed(tree) {
+	if !base.IsZero() && base != tree && !rs.packed(tree) {
 		if bt, err := rs.rd.tree(base); err == nil {
 			prev = make(map[string]treeEntry)
 			it := treeIter{data: bt}
@@ -259,18 +336,14 @@ func (pw *packWriter) collectTree(ctx context.Context, rs *repoState, part uint1
 		case mode == modeSubmodule:
 			// A gitlink names a commit of another repository: not ours to send.
 		case mode == modeDir:
-			if err := pw.collectTree(ctx, rs, part, h, eb, send); err != nil {
+			if err := pw.collectTree(ctx, rs, part, h, eb); err != nil {
 				return err
 			}
 		default:
 			if _, ok := pw.idx.find(h); ok {
 				continue
 			}
-			if send {
-				pw.add(h, part, eb)
-			} else {
-				pw.idx.hold(h)
-			}
+			pw.add(h, part, eb)
 		}
 	}
 	if it.err != nil {
