@@ -20,7 +20,9 @@ const bigFleet = 50
 
 // TestCompareFleet50 deploys one new commit to 50 hosts (50 sshd on the
 // loopback) in one gitric deploy, and reports the client's peak memory and
-// open file descriptors; every host must end on the commit.
+// open file descriptors; every host must end on the commit. Its file sorts
+// after fleet_test.go, so that go test runs it after TestCompareFleet,
+// whose timings its 50 servers would otherwise disturb.
 func TestCompareFleet50(t *testing.T) {
 	if os.Getenv("GITRIC_BENCH") != "1" {
 		t.Skip("benchmark: set GITRIC_BENCH=1 to run it")
