@@ -180,6 +180,24 @@ func refDeltas(t *testing.T, st *store) int {
 	return n
 }
 
+// openPackWriter opens the repository in dir and a pack writer on it, as
+// WritePacks does, closed when the test ends.
+func openPackWriter(t *testing.T, dir string) (*Repo, *packWriter, *repoState) {
+	t.Helper()
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := &packWriter{}
+	t.Cleanup(pw.close)
+	rs, err := pw.open(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.repos = append(pw.repos, rs)
+	return r, pw, rs
+}
+
 // TestObjCacheHits walks a code history as the pack writer does and counts
 // the pack entries inflated: with the cache, resolving a tree's delta
 // chain mostly takes the one entry, its base being the tree read just
@@ -189,17 +207,7 @@ func TestObjCacheHits(t *testing.T) {
 	requireGit(t)
 	src := repotest.New(t)
 	src.CodeHistory(t, repotest.Code{Commits: 600, Files: 80, Seed: 3})
-	r, err := Open(src.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw := &packWriter{}
-	defer pw.close()
-	rs, err := pw.open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw.repos = append(pw.repos, rs)
+	_, pw, rs := openPackWriter(t, src.Dir)
 	commits, err := pw.haveTrees(context.Background(), rs, plumbing.NewHash(src.Head(t)), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -245,17 +253,7 @@ func TestHaveTreesSparse(t *testing.T) {
 	}
 	next := src.Commit(t, "one line", map[string]string{path: string(old) + "// one more line\n"})
 	trees := strings.Count(src.Git(t, "ls-tree", "-r", "-t", prev), " tree ")
-	r, err := Open(src.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw := &packWriter{}
-	defer pw.close()
-	rs, err := pw.open(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw.repos = append(pw.repos, rs)
+	r, pw, rs := openPackWriter(t, src.Dir)
 	if _, err := pw.haveTrees(context.Background(), rs, plumbing.NewHash(next), []plumbing.Hash{plumbing.NewHash(prev)}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,8 @@
 // to a target.
 //
 // It reads the repository with go-git, its objects through a reader of its
-// own (see objectSource), and never shells out to git. The only things it
+// own (see objectSource) and its index with another, for the dirty check
+// (see status.go); it never shells out to git. The only things it
 // writes into the repository are objects and refs under refs/gitric/:
 // never the working copy, the index, HEAD or a branch.
 package localrepo

@@ -2,17 +2,7 @@
 
 package localrepo
 
-import (
-	"io/fs"
-	"syscall"
-)
+import "syscall"
 
-// sysStatOf reads fi's ctime, inode, uid and gid; ok is false when its
-// Sys() is not a stat structure.
-func sysStatOf(fi fs.FileInfo) (x sysStat, ok bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return x, false
-	}
-	return sysStat{uint32(st.Ctim.Sec), uint32(st.Ctim.Nsec), uint32(st.Ino), st.Uid, st.Gid}, true
-}
+// ctime is a stat structure's change time (Ctim here).
+func ctime(st *syscall.Stat_t) syscall.Timespec { return st.Ctim }
