@@ -209,48 +209,54 @@ func (pw *packWriter) holdSparse(ctx context.Context, rs *repoState, wants, have
 	}
 	subs := map[string][]plumbing.Hash{} // the haves' subtrees, by name
 	for _, h := range haves {
-		data, err := rs.rd.tree(h)
-		if err != nil {
-			return err
-		}
-		it := treeIter{data: data}
-		for mode, name, e, ok := it.next(); ok; mode, name, e, ok = it.next() {
+		err := rs.entries(h, func(mode uint32, name string, e plumbing.Hash) {
 			switch mode {
 			case modeSubmodule: // another repository's commit
 			case modeDir:
-				subs[string(name)] = append(subs[string(name)], e)
+				subs[name] = append(subs[name], e)
 			default:
 				pw.holdNew(e)
 			}
-		}
-		if it.err != nil {
-			return fmt.Errorf("read tree %s: %w", h, it.err)
+		})
+		if err != nil {
+			return err
 		}
 	}
 	next := map[string][]plumbing.Hash{} // the wants' subtrees where the haves have some
 	var names []string
 	for _, w := range todo {
-		data, err := rs.rd.tree(w)
+		err := rs.entries(w, func(mode uint32, name string, e plumbing.Hash) {
+			if mode == modeDir && subs[name] != nil {
+				if next[name] == nil {
+					names = append(names, name)
+				}
+				next[name] = append(next[name], e)
+			}
+		})
 		if err != nil {
 			return err
-		}
-		it := treeIter{data: data}
-		for mode, name, e, ok := it.next(); ok; mode, name, e, ok = it.next() {
-			if n := string(name); mode == modeDir && subs[n] != nil {
-				if next[n] == nil {
-					names = append(names, n)
-				}
-				next[n] = append(next[n], e)
-			}
-		}
-		if it.err != nil {
-			return fmt.Errorf("read tree %s: %w", w, it.err)
 		}
 	}
 	for _, n := range names {
 		if err := pw.holdSparse(ctx, rs, next[n], subs[n]); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// entries calls fn with each entry of tree.
+func (rs *repoState) entries(tree plumbing.Hash, fn func(mode uint32, name string, h plumbing.Hash)) error {
+	data, err := rs.rd.tree(tree)
+	if err != nil {
+		return err
+	}
+	it := treeIter{data: data}
+	for mode, name, h, ok := it.next(); ok; mode, name, h, ok = it.next() {
+		fn(mode, string(name), h)
+	}
+	if it.err != nil {
+		return fmt.Errorf("read tree %s: %w", tree, it.err)
 	}
 	return nil
 }
