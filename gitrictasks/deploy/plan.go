@@ -31,6 +31,9 @@ type HostPlan struct {
 	From, To string // source commits (full hashes; From empty: nothing deployed)
 	// Already is set when the host is on To: the deploy changes nothing.
 	Already bool
+	// CutShort is the commit of a cutover that was killed halfway on the
+	// host (see HostStatus.CutShort): the deploy cuts over again.
+	CutShort string
 	// Commits is how many commits go out, Subjects the first of them.
 	Commits  int
 	Subjects []string
@@ -138,7 +141,7 @@ func (d *deployOp) planHost(ctx context.Context, h *hostDeploy, mu *sync.Mutex) 
 		refuse(&LockedError{Host: hp.Host, Owner: lockHolder(st.locked), Hint: d.opts.Hints.Unlock})
 	}
 	from := st.sourceOf()
-	hp.From = hashString(from)
+	hp.From, hp.CutShort = hashString(from), st.cutShort
 	if from == d.commit.Hash && st.cutShort == "" {
 		hp.Already = true
 		return hp
@@ -273,6 +276,9 @@ func (d *deployOp) printPlan(p *Plan) {
 			extra := ""
 			if d.opts.Stage.Artifacts != nil {
 				extra = ", plus the artifacts, built when the deploy runs"
+			}
+			if hp.CutShort != "" {
+				h.log.Printf("the last cutover here, to %s, was cut short (killed): the deploy would do it again", shortHex(hp.CutShort))
 			}
 			h.log.Printf("%s -> %s: %d commit(s) (%s), %d file(s) changed, +%d -%d, about %s to send%s",
 				shortHex(hp.From), d.commit.Short(), hp.Commits, strings.Join(hp.Subjects, "; "), hp.Files, hp.Insertions, hp.Deletions, byteSize(hp.Bytes), extra)

@@ -544,6 +544,10 @@ func TestCutoverKilled(t *testing.T) {
 		if err != nil || rep.Hosts[0].CutShort != e.v1 || !strings.Contains(rep.Verdict, "1 host(s) with a cutover cut short") {
 			t.Errorf("status after the kill: %+v, %q, %v; want the cutover to %.7s cut short", rep.Hosts, rep.Verdict, err, e.v1)
 		}
+		p, err := deploy.MakePlan(context.Background(), opts)
+		if err != nil || p.Hosts[0].Already || p.Hosts[0].CutShort != e.v1 {
+			t.Errorf("plan after the kill: %+v, %v; want the cutover done again", p, err)
+		}
 		e.out.Reset()
 		if _, err := e.run(opts); err != nil {
 			t.Fatalf("the deploy after the kill: %v", err)

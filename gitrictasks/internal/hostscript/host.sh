@@ -232,8 +232,13 @@ if [ -n "$writes" ] && [ -z "$locked" ]; then
 	[ -z "$STOP$START$CHECK$BUILD$ONCE" ] || chmod 700 "$G/log" 2>/dev/null || die path "cannot write in $G as $(me)"
 fi
 
+# status shows any lock; plan only one a deploy would wait for or be
+# refused by (the lock of a deploy that is gone would be taken over).
 if [ "$ACTION" = status ] || [ "$ACTION" = plan ]; then
-	[ -L "$G/lock" ] || [ -e "$G/lock" ] && say locked "$(lockowner)"
+	if [ -L "$G/lock" ] || [ -e "$G/lock" ]; then
+		owner=$(lockowner)
+		[ "$ACTION" = plan ] && stale "$owner" || say locked "$owner"
+	fi
 fi
 # A cutover marks its start in $G/cutover and empties it when it ends,
 # however it ends; one that was killed (SIGKILL, a crash, the power) left
