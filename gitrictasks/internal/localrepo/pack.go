@@ -195,16 +195,21 @@ func (pw *packWriter) holdSparse(ctx context.Context, rs *repoState, wants, have
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var todo []plumbing.Hash
-	for _, w := range wants {
-		if _, ok := pw.idx.find(w); !ok && !slices.Contains(haves, w) && !slices.Contains(todo, w) {
-			todo = append(todo, w)
-		}
+	if len(haves) == 0 { // a first deploy
+		return nil
 	}
 	for _, h := range haves {
 		pw.holdNew(h)
 	}
-	if len(todo) == 0 || len(haves) == 0 {
+	var todo []plumbing.Hash // the wants not known, once each
+	seen := make(map[plumbing.Hash]bool, len(wants))
+	for _, w := range wants {
+		if _, ok := pw.idx.find(w); !ok && !seen[w] {
+			seen[w] = true
+			todo = append(todo, w)
+		}
+	}
+	if len(todo) == 0 {
 		return nil
 	}
 	subs := map[string][]plumbing.Hash{} // the haves' subtrees, by name
