@@ -27,7 +27,7 @@ type HostStatus struct {
 	Foreign  bool     // Path holds a repository that gitric did not create
 	// CutShort is the commit of a cutover that was killed halfway here
 	// ("unknown" if it did not say): the working copy and the service may
-	// be between two commits until a deploy or rollback finishes it.
+	// be between two commits until a deploy finishes it.
 	CutShort string
 	// Checkout is gitric's deploy commit of Head that the host runs
 	// (artifacts, a subdirectory); empty when the host runs Head itself.
@@ -105,7 +105,7 @@ func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
 			h.log.Printf("locked by %s", s.Locked)
 		}
 		if s.CutShort != "" {
-			h.log.Printf("the last cutover, to %s, was cut short (killed): files and service may be between two commits; deploy (or roll back) to finish it", shortHex(s.CutShort))
+			h.log.Printf("the last cutover, to %s, was cut short (killed): files and service may be between two commits; deploy again to finish it", shortHex(s.CutShort))
 		}
 	}
 	d.con.Printf("%s", rep.Verdict)
