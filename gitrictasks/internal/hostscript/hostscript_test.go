@@ -104,24 +104,7 @@ func TestBootstrapReadsExactlyTheScript(t *testing.T) {
 				}
 				cmd := exec.Command(path, args...)
 				cmd.Env = []string{"PATH=" + headBin(t, h.head), "HOME=" + t.TempDir()}
-				stdin, err := cmd.StdinPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var stderr strings.Builder
-				cmd.Stderr = &stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-				if _, err := io.WriteString(stdin, script); err != nil {
-					t.Fatal(err)
-				}
-				d := NewDecoder(stdout, tok)
+				stdin, d, stderr := startScript(t, cmd, script, tok)
 				if !h.works {
 					_ = stdin.Close()
 					err := cmd.Wait()
@@ -149,6 +132,32 @@ func TestBootstrapReadsExactlyTheScript(t *testing.T) {
 			})
 		}
 	}
+}
+
+// startScript starts cmd (a bootstrap, as sshd would run it) and writes
+// script to its standard input, as gitric does; the session's standard
+// input, the decoder of its output and its standard error are returned.
+// cmd is killed, if it still runs, when the test ends.
+func startScript(t *testing.T, cmd *exec.Cmd, script, tok string) (io.WriteCloser, *Decoder, *strings.Builder) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if _, err := io.WriteString(stdin, script); err != nil {
+		t.Fatal(err)
+	}
+	return stdin, NewDecoder(stdout, tok), stderr
 }
 
 // A login script that reads standard input, or a script that arrives

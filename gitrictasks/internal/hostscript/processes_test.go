@@ -165,24 +165,7 @@ func deployToVerified(t *testing.T, h hostState) (ran []string, app string) {
 	v := Vars{Action: Deploy, Path: "app", Mode: "inplace", New: next, Lock: "tester since now", Stop: h.stop}
 	cmd := exec.Command("/bin/sh", "-c", Command(""))
 	cmd.Env = []string{"HOME=" + home, "PATH=" + path, "GIT_CONFIG_NOSYSTEM=1"}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if _, err := io.WriteString(stdin, v.Script(tok)); err != nil {
-		t.Fatal(err)
-	}
-	d := NewDecoder(stdout, tok)
+	stdin, d, stderr := startScript(t, cmd, v.Script(tok), tok)
 	if err := d.Hello(); err != nil {
 		t.Fatalf("hello: %v (%s)", err, stderr.String())
 	}
