@@ -447,15 +447,7 @@ func TestBlueGreenBuildSubmodulesShared(t *testing.T) {
 	f.deploy(t, opts)
 	sub("first deploy", "lib v1\n", "inner v1\n")
 
-	// Move the nested submodule, record it in lib, then in the super.
-	innerDir := filepath.Join(f.src.Dir, "libs/lib/vendor/inner")
-	repotest.Git(innerDir, "checkout", "-q", "-b", "work")
-	os.WriteFile(filepath.Join(innerDir, "inner.txt"), []byte("inner v2\n"), 0o644)
-	repotest.Git(innerDir, "commit", "-qam", "inner v2")
-	libDir := filepath.Join(f.src.Dir, "libs/lib")
-	repotest.Git(libDir, "checkout", "-q", "-b", "work")
-	repotest.Git(libDir, "commit", "-qam", "inner v2")
-	f.src.Git(t, "commit", "-qam", "lib with inner v2")
+	innerV2(t, f)
 	f.deploy(t, opts)
 	sub("second deploy", "lib v1\n", "inner v2\n")
 

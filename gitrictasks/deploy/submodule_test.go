@@ -13,10 +13,6 @@ import (
 	"github.com/gitric/gitric/gitrictasks/internal/sshdtest"
 )
 
-// TestSubmodules deploys a superproject with a submodule that has a nested
-// submodule, changes the nested one, deploys again, and rolls back, in
-// place and in release mode. The host never fetches: its submodule
-// repositories borrow the objects gitric pushed.
 // nestedSubmodules gives the fixture's repository a submodule libs/lib
 // (the repository lib) that has a submodule of its own, vendor/inner.
 func nestedSubmodules(t *testing.T, f *fixture) {
@@ -32,6 +28,24 @@ func nestedSubmodules(t *testing.T, f *fixture) {
 	f.src.Submodule(t, "update", "--init", "--recursive")
 }
 
+// innerV2 commits inner v2 in the nested submodule of nestedSubmodules,
+// records it in lib, then lib in the fixture's repository.
+func innerV2(t *testing.T, f *fixture) {
+	t.Helper()
+	innerDir := filepath.Join(f.src.Dir, "libs/lib/vendor/inner")
+	repotest.Git(innerDir, "checkout", "-q", "-b", "work")
+	os.WriteFile(filepath.Join(innerDir, "inner.txt"), []byte("inner v2\n"), 0o644)
+	repotest.Git(innerDir, "commit", "-qam", "inner v2")
+	libDir := filepath.Join(f.src.Dir, "libs/lib")
+	repotest.Git(libDir, "checkout", "-q", "-b", "work")
+	repotest.Git(libDir, "commit", "-qam", "inner v2")
+	f.src.Git(t, "commit", "-qam", "lib with inner v2")
+}
+
+// TestSubmodules deploys a superproject with a submodule that has a nested
+// submodule, changes the nested one, deploys again, and rolls back, in
+// place and in release mode. The host never fetches: its submodule
+// repositories borrow the objects gitric pushed.
 func TestSubmodules(t *testing.T) {
 	for _, mode := range []deploy.Mode{deploy.ModeInPlace, deploy.ModeRelease} {
 		t.Run(string(mode), func(t *testing.T) {
@@ -57,15 +71,7 @@ func TestSubmodules(t *testing.T) {
 				t.Fatalf("submodules not deployed: %q %q", read("libs/lib/lib.txt"), read("libs/lib/vendor/inner/inner.txt"))
 			}
 
-			// Move the nested submodule, record it in lib, then in the super.
-			innerDir := filepath.Join(f.src.Dir, "libs/lib/vendor/inner")
-			repotest.Git(innerDir, "checkout", "-q", "-b", "work")
-			os.WriteFile(filepath.Join(innerDir, "inner.txt"), []byte("inner v2\n"), 0o644)
-			repotest.Git(innerDir, "commit", "-qam", "inner v2")
-			libDir := filepath.Join(f.src.Dir, "libs/lib")
-			repotest.Git(libDir, "checkout", "-q", "-b", "work")
-			repotest.Git(libDir, "commit", "-qam", "inner v2")
-			f.src.Git(t, "commit", "-qam", "lib with inner v2")
+			innerV2(t, f)
 			f.deploy(t, opts)
 			if read("libs/lib/vendor/inner/inner.txt") != "inner v2\n" {
 				t.Fatalf("nested submodule not updated: %q", read("libs/lib/vendor/inner/inner.txt"))
