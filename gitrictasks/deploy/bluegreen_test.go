@@ -71,6 +71,21 @@ func lookBG(t *testing.T, root string) bgHost {
 	return h
 }
 
+// builtInNewGreen checks host i's journal: the commands ran are want
+// (words), the first being the build, in green's new copy beside the
+// colours of root, with green's settings. It returns the journal.
+func builtInNewGreen(t *testing.T, i int, journal, root, want string) []journalLine {
+	t.Helper()
+	lines := readJournal(t, journal)
+	if got := strings.Join(words(lines), " "); got != want {
+		t.Fatalf("host %d ran %s, want %s", i, got, want)
+	}
+	if dir := filepath.Join(root, "green.gitric-new") + " green 8082"; lines[0].rest != dir {
+		t.Errorf("host %d built in %q, want %q", i, lines[0].rest, dir)
+	}
+	return lines
+}
+
 // worktrees checks git's record of a blue/green root's working copies:
 // blue and green, where they are, and nothing else, also after a prune.
 func worktrees(t *testing.T, root string) {
@@ -140,12 +155,7 @@ func TestBlueGreenBuildFleet(t *testing.T) {
 		if h.running != "built v1\n" {
 			t.Errorf("host %d: next serves %q", i, h.running)
 		}
-		lines := readJournal(t, journal(i))
-		if got := strings.Join(words(lines), " "); got != "build start" {
-			t.Errorf("host %d ran %s", i, got)
-		} else if want := filepath.Join(root, "green.gitric-new") + " green 8082"; lines[0].rest != want {
-			t.Errorf("host %d built in %q, want %q", i, lines[0].rest, want)
-		}
+		builtInNewGreen(t, i, journal(i), root, "build start")
 		worktrees(t, root)
 	}
 
@@ -169,13 +179,7 @@ func TestBlueGreenBuildFleet(t *testing.T) {
 			if h.running != "built v2\n" {
 				t.Errorf("host %d: next serves %q", i, h.running)
 			}
-			lines := readJournal(t, journal(i))
-			if got := strings.Join(words(lines), " "); got != "build stop start" {
-				t.Fatalf("host %d ran %s, want build stop start", i, got)
-			}
-			if want := filepath.Join(root, "green.gitric-new") + " green 8082"; lines[0].rest != want {
-				t.Errorf("host %d built in %q, want %q", i, lines[0].rest, want)
-			}
+			lines := builtInNewGreen(t, i, journal(i), root, "build stop start")
 			if want := filepath.Join(root, "next"); lines[1].rest != want || !strings.HasPrefix(lines[2].rest, want+" green") {
 				t.Errorf("host %d stopped in %q and started in %q, want next", i, lines[1].rest, lines[2].rest)
 			}
@@ -321,12 +325,7 @@ func TestBlueGreenBuildFleet(t *testing.T) {
 			if h.next != "green" || h.nextHead == v5 || h.running != "built v3\n" || len(h.extra) > 0 {
 				t.Errorf("host %d after the rollback: %+v", i, h)
 			}
-			lines := readJournal(t, journal(i))
-			if got := strings.Join(words(lines), " "); got != "build stop start" {
-				t.Errorf("host %d ran %s", i, got)
-			} else if want := filepath.Join(root, "green.gitric-new") + " green 8082"; lines[0].rest != want {
-				t.Errorf("host %d built in %q, want %q", i, lines[0].rest, want)
-			}
+			builtInNewGreen(t, i, journal(i), root, "build stop start")
 			worktrees(t, root)
 		}
 	})
