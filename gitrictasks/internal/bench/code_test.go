@@ -33,6 +33,10 @@ const (
 	codeRSSGoal         = 1.0
 )
 
+// treeRuns is how many runs of each TestCompareCode scenario sample the
+// RSS of each tool's process tree, after the timed runs.
+const treeRuns = 5
+
 // TestCompareCode deploys a history that looks like a real project's (see
 // repotest.CodeHistory), packed as a developer's clone is, with gitric and
 // with the CLI chain: first deploy, incremental deploy of a one-line change,
@@ -71,10 +75,11 @@ func TestCompareCode(t *testing.T) {
 	gitFirst := gitPackBytes(t, b.repo.Dir, head, "")
 
 	first := b.measure(t, runs, scenario{
-		name:  "first deploy",
-		goal:  codeFirstGoal,
-		fresh: true,
-		next:  func(*testing.T) string { return head },
+		name:     "first deploy",
+		goal:     codeFirstGoal,
+		fresh:    true,
+		next:     func(*testing.T) string { return head },
+		treeRuns: treeRuns,
 	})
 	// The host's repository after the last first deploy of each tool.
 	var hostSize [2]int64
@@ -93,6 +98,7 @@ func TestCompareCode(t *testing.T) {
 			oursInc, gitInc = gitricPackBytes(t, b.repo.Dir, sha, prev), gitPackBytes(t, b.repo.Dir, sha, prev)
 			return sha
 		},
+		treeRuns: treeRuns,
 	})
 
 	// The floor under gitric's peak RSS: its binary doing no work.
@@ -112,21 +118,32 @@ func TestCompareCode(t *testing.T) {
 		gitVersion: commandOutput("git", "--version"),
 	}
 	ratio := func(a, c int64) string { return fmt.Sprintf("%.2f", float64(a)/float64(c)) }
+	// rss is a row of peak RSS figures, with its target when there is one.
+	rss := func(name string, g, c int64, target bool) []string {
+		row := []string{name, strconv.FormatInt(g, 10), strconv.FormatInt(c, 10), ratio(g, c), "-"}
+		if target {
+			row[4] = goal(float64(g)/float64(c), codeRSSGoal)
+		}
+		return row
+	}
 	rows := [][]string{
 		{"measure", "gitric", "CLI", "ratio gitric/CLI", "target"},
 		{"first deploy, pack bytes", strconv.FormatInt(oursFirst, 10), strconv.FormatInt(gitFirst, 10), ratio(oursFirst, gitFirst), goal(float64(oursFirst)/float64(gitFirst), codeBytesGoal)},
 		{"host .git/objects after first deploy", strconv.FormatInt(hostSize[0], 10), strconv.FormatInt(hostSize[1], 10), ratio(hostSize[0], hostSize[1]), goal(float64(hostSize[0])/float64(hostSize[1]), codeBytesGoal)},
-		{"first deploy, peak RSS (KiB)", strconv.FormatInt(medianRSS(first.samples[0]), 10), strconv.FormatInt(medianRSS(first.samples[1]), 10), ratio(medianRSS(first.samples[0]), medianRSS(first.samples[1])), goal(float64(medianRSS(first.samples[0]))/float64(medianRSS(first.samples[1])), codeRSSGoal)},
-		{"incremental, peak RSS (KiB)", strconv.FormatInt(medianRSS(incremental.samples[0]), 10), strconv.FormatInt(medianRSS(incremental.samples[1]), 10), ratio(medianRSS(incremental.samples[0]), medianRSS(incremental.samples[1])), goal(float64(medianRSS(incremental.samples[0]))/float64(medianRSS(incremental.samples[1])), codeRSSGoal)},
-		{"gitric's binary listing its targets (mage -l), peak RSS (KiB)", strconv.FormatInt(medianRSS(idle), 10), "-", "-", "the floor of the two rows above"},
+		rss("first deploy, peak RSS of the process tree (KiB)", medianTreeRSS(first.tree[0]), medianTreeRSS(first.tree[1]), true),
+		rss("incremental, peak RSS of the process tree (KiB)", medianTreeRSS(incremental.tree[0]), medianTreeRSS(incremental.tree[1]), true),
+		rss("first deploy, peak RSS of the largest single process (KiB)", medianRSS(first.samples[0]), medianRSS(first.samples[1]), false),
+		rss("incremental, peak RSS of the largest single process (KiB)", medianRSS(incremental.samples[0]), medianRSS(incremental.samples[1]), false),
+		{"gitric's binary listing its targets (mage -l), peak RSS (KiB)", strconv.FormatInt(medianRSS(idle), 10), "-", "-", "the floor of gitric's peak RSS"},
 		{"one-line change, pack bytes", strconv.FormatInt(oursInc, 10), strconv.FormatInt(gitInc, 10), ratio(oursInc, gitInc), "few hundred bytes"},
 		{"incremental, host CPU", medianCPU(incremental.samples[0], true), medianCPU(incremental.samples[1], true), cpuRatio(incremental.samples[0], incremental.samples[1]), "-"},
 	}
 	notes := []string{
 		fmt.Sprintf("history: repotest.CodeHistory %+v: %d commits, %d files at HEAD, made by git fast-import, then git repack -adf and git gc", codeHistory, commits, files),
 		"pack bytes: the pack stream for the deploy, gitric's from localrepo.WritePack, git's from git pack-objects --revs --stdout --thin --delta-base-offset (what git push runs) for the same wants and haves",
-		"host .git/objects: the bytes of every file under the host repository's .git/objects after the last timed first deploy of each tool",
-		"peak RSS: median of the timed runs; gitric's mage binary vs git push and the children it waited for (ssh, pack-objects); the mage -l row is the same binary run without a deploy: its code and data, resident, and Go's runtime",
+		"host .git/objects: the bytes of every file under the host repository's .git/objects after the last first deploy of each tool",
+		fmt.Sprintf("peak RSS of the process tree: median of %d more runs of each scenario after the timed ones, untimed since sampling takes CPU: every millisecond the resident sets (/proc/<pid>/statm) of the deploying process and all its descendants alive at that moment, summed as ps would add them; gitric's tree is its mage binary alone, git push's is git push, the sh that runs GIT_SSH_COMMAND, ssh and pack-objects; per run the larger of that sampled sum and the exact largest single process (ru_maxrss), since a peak can fall between two samples", treeRuns),
+		"peak RSS of the largest single process: median of the timed runs, ru_maxrss from wait4: gitric's mage binary vs the largest of git push and the children it waited for (ssh, pack-objects) alone; the mage -l row is gitric's binary run without a deploy: its code and data, resident, and Go's runtime",
 		"host CPU: median of user + system CPU time of the sshd connections and what they ran (login shell, host script, git), from sshd's cutime and cstime in /proc; the CLI's is its three logins'",
 	}
 	publish(t, rep.text()+"\n"+textTable(rows, notes), rep.markdown()+"\n"+markdownTable("gitric vs git on a history of code", rows, notes))

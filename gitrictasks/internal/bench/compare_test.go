@@ -34,7 +34,11 @@ const (
 // sample is one timed deploy.
 type sample struct {
 	elapsed time.Duration
-	rssKiB  int64 // peak RSS of the measured process; 0 when unknown
+	rssKiB  int64 // peak RSS of the measured process (ru_maxrss); 0 when unknown
+	// treeKiB is the sampled peak of the measured process tree's RSS,
+	// the summed resident sets of its processes alive at once; 0 unless
+	// the run sampled it (see measureRSS).
+	treeKiB int64
 	// cpu is the user and system CPU time of the measured processes and
 	// the children they waited for: the local side's work.
 	cpu time.Duration
@@ -64,6 +68,10 @@ type scenario struct {
 	fresh bool
 	// next prepares a run and returns the commit to deploy; not timed.
 	next func(t *testing.T) string
+	// treeRuns is how many runs follow the timed ones to sample the peak
+	// RSS of each tool's whole process tree: sampling takes CPU, so
+	// those runs are not timed.
+	treeRuns int
 }
 
 // result is a scenario's samples, per tool (in the order of bench.tools).
@@ -71,6 +79,8 @@ type result struct {
 	scenario string
 	goal     float64
 	samples  [2][]sample
+	// tree is the samples of the treeRuns, per tool.
+	tree [2][]sample
 }
 
 // bench is what the scenarios share: the host, the local repository and
@@ -89,6 +99,8 @@ type bench struct {
 	mage string
 	// chain is the CLI chain, with the OpenSSH client's options.
 	chain cliChain
+	// pollTree has the deploys sample their process tree's RSS.
+	pollTree bool
 }
 
 func TestCompare(t *testing.T) {
@@ -254,7 +266,9 @@ func (b *bench) measure(t *testing.T, runs int, sc scenario) result {
 			b.deploy(t, tl, targets[k], head)
 		}
 	}
-	for run := 0; run <= runs; run++ { // run 0 is the warm-up
+	// Run 0 is the warm-up; the tree runs come after the timed ones.
+	for run := 0; run <= runs+sc.treeRuns; run++ {
+		b.pollTree = run > runs
 		sha := sc.next(t)
 		order := []int{0, 1}
 		if run%2 == 1 {
@@ -270,16 +284,23 @@ func (b *bench) measure(t *testing.T, runs int, sc scenario) result {
 			s := b.deploy(t, tl, targets[k], sha)
 			if verbose() {
 				label := "run " + strconv.Itoa(run)
-				if run == 0 {
+				switch {
+				case run == 0:
 					label = "warm-up"
+				case b.pollTree:
+					label = "tree run " + strconv.Itoa(run-runs)
 				}
-				t.Logf("%s, %s: %s %s, %s peak RSS %s", sc.name, label, tl.name, ms(s.elapsed), tl.rssOf, mib(s.rssKiB))
+				t.Logf("%s, %s: %s %s, %s peak RSS %s, its tree %s", sc.name, label, tl.name, ms(s.elapsed), tl.rssOf, mib(s.rssKiB), mib(s.treeKiB))
 			}
-			if run > 0 {
+			switch {
+			case b.pollTree:
+				res.tree[k] = append(res.tree[k], s)
+			case run > 0:
 				res.samples[k] = append(res.samples[k], s)
 			}
 		}
 	}
+	b.pollTree = false
 	t.Logf("%s: output of gitric's last run:\n%s", sc.name, res.samples[0][len(res.samples[0])-1].out)
 	return res
 }
@@ -315,28 +336,35 @@ func (b *bench) gitric(t *testing.T, target, sha string) sample {
 	if head := b.repo.Head(t); head != sha {
 		t.Fatalf("gitric deploys HEAD (%s), not %s", head, sha)
 	}
-	return runMage(t, b.mage, b.repo.Dir, append(slices.Clip(b.gitricEnv), "GITRIC_BENCH_PATH="+target), "prod", "deploy")
+	return runMageRSS(t, b.mage, b.repo.Dir, append(slices.Clip(b.gitricEnv), "GITRIC_BENCH_PATH="+target), b.pollTree, "prod", "deploy")
 }
 
 // runMage runs the compiled bench magefile mage with args (targets) in
 // dir with the environment env, and times it; a failure fails the test.
 func runMage(t *testing.T, mage, dir string, env []string, args ...string) sample {
 	t.Helper()
+	return runMageRSS(t, mage, dir, env, false, args...)
+}
+
+// runMageRSS is runMage, sampling the RSS of mage's process tree when tree
+// is set.
+func runMageRSS(t *testing.T, mage, dir string, env []string, tree bool, args ...string) sample {
+	t.Helper()
 	cmd := exec.CommandContext(t.Context(), mage, args...)
 	cmd.Dir = dir
 	cmd.Env = env
-	rssOf := measureRSS(t, cmd)
+	rssOf := measureRSS(t, cmd, tree)
 	start := time.Now()
 	out := run(t, cmd)
 	elapsed := time.Since(start)
-	rss, _ := rssOf()
-	return sample{elapsed: elapsed, rssKiB: rss, cpu: cpuTime(cmd), out: out}
+	rss, treeRSS, _ := rssOf()
+	return sample{elapsed: elapsed, rssKiB: rss, treeKiB: treeRSS, cpu: cpuTime(cmd), out: out}
 }
 
 // cli deploys sha into target on the test's sshd with the CLI chain.
 func (b *bench) cli(t *testing.T, target, sha string) sample {
 	t.Helper()
-	return b.chain.deploy(t, b.srv, target, sha)
+	return b.chain.deploy(t, b.srv, target, sha, b.pollTree)
 }
 
 // cliChain deploys with the OpenSSH and git command lines, from a local
@@ -365,18 +393,18 @@ func newCLIChain(env []string, dir, key, knownHosts string) cliChain {
 // deploy deploys sha into target (an absolute path) on srv: one ssh to
 // create the repository, git push over ssh, one ssh to reset the working
 // copy.
-func (c cliChain) deploy(t *testing.T, srv *sshdtest.Server, target, sha string) sample {
+func (c cliChain) deploy(t *testing.T, srv *sshdtest.Server, target, sha string, tree bool) sample {
 	t.Helper()
 	cmds := c.commands(t, srv, target, sha)
-	rssOf := measureRSS(t, cmds[1]) // git push
+	rssOf := measureRSS(t, cmds[1], tree) // git push
 	start := time.Now()
 	var out string
 	for _, cmd := range cmds {
 		out += run(t, cmd)
 	}
 	elapsed := time.Since(start)
-	rss, _ := rssOf()
-	return sample{elapsed: elapsed, rssKiB: rss, cpu: cpuTime(cmds...), out: out}
+	rss, treeRSS, _ := rssOf()
+	return sample{elapsed: elapsed, rssKiB: rss, treeKiB: treeRSS, cpu: cpuTime(cmds...), out: out}
 }
 
 // commands are the chain's three commands, to run in order: ssh (mkdir,
@@ -632,10 +660,24 @@ func medianElapsed(s []sample) time.Duration {
 }
 
 func medianRSS(s []sample) int64 {
+	return medianKiB(s, func(x sample) int64 { return x.rssKiB })
+}
+
+// medianTreeRSS is the median peak RSS of the process trees of samples
+// taken with pollTree: per sample the larger of the sampled tree and the
+// exact largest single process (ru_maxrss), since a single process's
+// peak can fall between two samples.
+func medianTreeRSS(s []sample) int64 {
+	return medianKiB(s, func(x sample) int64 { return max(x.treeKiB, x.rssKiB) })
+}
+
+// medianKiB is the median of what of gives for the samples, leaving out
+// zeros (unknown).
+func medianKiB(s []sample, of func(sample) int64) int64 {
 	var xs []int64
 	for _, x := range s {
-		if x.rssKiB > 0 {
-			xs = append(xs, x.rssKiB)
+		if v := of(x); v > 0 {
+			xs = append(xs, v)
 		}
 	}
 	if len(xs) == 0 {

@@ -116,7 +116,7 @@ func TestCompareFleet(t *testing.T) {
 		t.Helper()
 		var total sample
 		for i, srv := range f.Servers[:cli.hosts] {
-			s := chain.deploy(t, srv, cli.target(f, i), sha)
+			s := chain.deploy(t, srv, cli.target(f, i), sha, false)
 			total.elapsed += s.elapsed
 			total.cpu += s.cpu
 			total.out += s.out

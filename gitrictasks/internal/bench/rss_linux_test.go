@@ -38,8 +38,18 @@ func resetPeakRSS() {
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
-// launcherSource is a program that runs a command (its second argument on)
-// and writes the command's ru_maxrss to the file its first argument names.
+// launcherSource is a program that runs a command and writes to a file
+// the command's ru_maxrss and, with -tree, the peak of its process tree:
+// "launcher OUT [-tree] COMMAND ARGS...".
+//
+// ru_maxrss is exact, but for a process tree it is the largest single
+// process (wait4 folds the descendants' peaks with max, not a sum). With
+// -tree the launcher also samples the tree every millisecond while the
+// command runs: the sum of the resident sets (statm) of the command and
+// all of its descendants alive at that moment, as ps would add them up.
+// Sampling misses what lives less than a sample apart, so the figure is at
+// most the tree's true peak. OUT then holds "MAXRSS TREE" in KiB.
+//
 // A process that os/exec starts shares its parent's memory until it execs
 // (vfork), and Linux counts that memory in the child's ru_maxrss: started
 // from the bench process, every command would report at least the bench
@@ -52,17 +62,67 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 )
 
+// resident is the resident set of process pid in KiB, 0 when it is gone.
+func resident(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[1], 10, 64)
+	return n * int64(os.Getpagesize()) / 1024
+}
+
+// tree is the summed resident set of pid and its descendants, in KiB.
+func tree(pid string) int64 {
+	sum := resident(pid)
+	kids, _ := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	for _, k := range strings.Fields(string(kids)) {
+		sum += tree(k)
+	}
+	return sum
+}
+
 func main() {
-	cmd := exec.Command(os.Args[2], os.Args[3:]...)
+	out, args := os.Args[1], os.Args[2:]
+	poll := len(args) > 0 && args[0] == "-tree"
+	if poll {
+		args = args[1:]
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err := cmd.Run()
+	var peak int64
+	err := cmd.Start()
+	if err == nil {
+		done, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			pid := strconv.Itoa(cmd.Process.Pid)
+			for poll {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				peak = max(peak, tree(pid))
+			}
+		}()
+		err = cmd.Wait()
+		close(done)
+		<-stopped
+	}
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			os.WriteFile(os.Args[1], []byte(strconv.FormatInt(ru.Maxrss, 10)), 0o644)
+			os.WriteFile(out, []byte(strconv.FormatInt(ru.Maxrss, 10)+" "+strconv.FormatInt(peak, 10)), 0o644)
 		}
 	}
 	var exit *exec.ExitError
@@ -85,9 +145,11 @@ var launcher struct {
 }
 
 // measureRSS makes cmd, not started yet, run through the launcher, and
-// returns what tells, once cmd has run, the peak RSS in KiB of the
-// command and the descendants it waited for (ok false when unknown).
-func measureRSS(t *testing.T, cmd *exec.Cmd) func() (kib int64, ok bool) {
+// returns what tells, once cmd has run, its peak RSS in KiB: the largest
+// of the command and the descendants it waited for (ru_maxrss), and with
+// tree the sampled peak of the whole process tree, or 0 (ok false when
+// unknown).
+func measureRSS(t *testing.T, cmd *exec.Cmd, tree bool) func() (kib, treeKiB int64, ok bool) {
 	t.Helper()
 	launcher.once.Do(func() {
 		launcher.dir, launcher.err = os.MkdirTemp("", "gitric-bench-rss-")
@@ -112,15 +174,21 @@ func measureRSS(t *testing.T, cmd *exec.Cmd) func() (kib int64, ok bool) {
 		t.Fatalf("rss launcher: %v", launcher.err)
 	}
 	out := filepath.Join(t.TempDir(), "maxrss")
-	cmd.Args = append([]string{launcher.path, out, cmd.Path}, cmd.Args[1:]...)
+	args := []string{launcher.path, out}
+	if tree {
+		args = append(args, "-tree")
+	}
+	cmd.Args = append(append(args, cmd.Path), cmd.Args[1:]...)
 	cmd.Path = launcher.path
-	return func() (int64, bool) {
+	return func() (int64, int64, bool) {
 		data, err := os.ReadFile(out)
 		if err != nil {
-			return 0, false
+			return 0, 0, false
 		}
-		n, err := strconv.ParseInt(string(data), 10, 64)
-		return n, err == nil
+		a, b, _ := strings.Cut(string(data), " ")
+		n, err := strconv.ParseInt(a, 10, 64)
+		m, err2 := strconv.ParseInt(b, 10, 64)
+		return n, m, err == nil && err2 == nil
 	}
 }
 

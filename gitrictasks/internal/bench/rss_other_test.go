@@ -16,8 +16,8 @@ func peakRSSKiB(*os.ProcessState) (kib int64, ok bool) { return 0, false }
 func resetPeakRSS() {}
 
 // measureRSS leaves cmd as it is off Linux: the peak RSS is unknown.
-func measureRSS(*testing.T, *exec.Cmd) func() (int64, bool) {
-	return func() (int64, bool) { return 0, false }
+func measureRSS(*testing.T, *exec.Cmd, bool) func() (int64, int64, bool) {
+	return func() (int64, int64, bool) { return 0, 0, false }
 }
 
 func removeLauncher() {}

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -377,4 +379,112 @@ func TestParseCommit(t *testing.T) {
 			t.Errorf("%s: tree %s, %d parents, time %d; want %s, %d, %d", tt.name, c.tree, len(c.parents), c.when, tree, tt.parents, tt.when)
 		}
 	}
+}
+
+// TestPackIdxPiecewise checks the lookups a pack index answers by reading
+// its file piecewise against git's own listing of the index, and against
+// the same index read whole: both find every object at git's offset, a
+// missing object nowhere, and the index is read whole only after
+// lazyLookups lookups. A handmade index covers large offsets.
+func TestPackIdxPiecewise(t *testing.T) {
+	t.Parallel()
+	repo := repotest.New(t)
+	for i := range 40 {
+		repo.Commit(t, fmt.Sprintf("c%d", i), map[string]string{fmt.Sprintf("f%d", i%7): strings.Repeat(fmt.Sprintln(i), i+1)})
+	}
+	repo.Git(t, "repack", "-adq")
+	idxs, _ := filepath.Glob(filepath.Join(repo.Dir, ".git", "objects", "pack", "*.idx"))
+	if len(idxs) != 1 {
+		t.Fatalf("%d pack indexes, want 1", len(idxs))
+	}
+	f, err := os.Open(idxs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("git", "show-index")
+	cmd.Stdin = f
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[plumbing.Hash]int64{}
+	for line := range strings.Lines(string(out)) {
+		fs := strings.Fields(line) // offset hash (crc)
+		off, _ := strconv.ParseInt(fs[0], 10, 64)
+		want[plumbing.NewHash(fs[1])] = off
+	}
+	if len(want) <= lazyLookups {
+		t.Fatalf("%d objects: too few to pass lazyLookups (%d)", len(want), lazyLookups)
+	}
+
+	check := func(t *testing.T, path string, want map[plumbing.Hash]int64) {
+		lazy, err := readIdx(path, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lazy.closeIdx()
+		whole, err := readIdx(path, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := whole.load(); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for h, off := range want {
+			for _, p := range []*packIdx{lazy, whole} {
+				if got, ok := p.find(h); !ok || got != off {
+					t.Fatalf("find %s (loaded %v): %d %v, want %d", h, p.loaded.Load(), got, ok, off)
+				}
+			}
+			if n++; lazy.loaded.Load() != (n > lazyLookups) {
+				t.Fatalf("after %d lookups the index is loaded: %v", n, lazy.loaded.Load())
+			}
+		}
+		missing := plumbing.NewHash(strings.Repeat("ab", 20))
+		for _, p := range []*packIdx{lazy, whole} {
+			if i := p.search(missing); i != -1 {
+				t.Errorf("search of a missing object: %d, want -1", i)
+			}
+		}
+	}
+	t.Run("git", func(t *testing.T) { check(t, idxs[0], want) })
+
+	t.Run("large offsets", func(t *testing.T) {
+		// Two objects, the second past 4 GiB: its offset is in the table
+		// of large offsets.
+		a, b := plumbing.NewHash(strings.Repeat("11", 20)), plumbing.NewHash(strings.Repeat("22", 20))
+		offs := map[plumbing.Hash]int64{a: 12, b: 5 << 30}
+		var idx []byte
+		idx = append(idx, idxMagic...)
+		idx = binary.BigEndian.AppendUint32(idx, 2)
+		for i := range 256 {
+			n := 0
+			if i >= 0x11 {
+				n++
+			}
+			if i >= 0x22 {
+				n++
+			}
+			idx = binary.BigEndian.AppendUint32(idx, uint32(n))
+		}
+		idx = append(append(idx, a[:]...), b[:]...)
+		idx = append(idx, make([]byte, 8)...) // crcs
+		idx = binary.BigEndian.AppendUint32(idx, 12)
+		idx = binary.BigEndian.AppendUint32(idx, 0x80000000) // large offset 0
+		idx = binary.BigEndian.AppendUint64(idx, 5<<30)
+		idx = append(idx, make([]byte, 40)...) // checksums
+		path := filepath.Join(t.TempDir(), "pack-x.idx")
+		if err := os.WriteFile(path, idx, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		check(t, path, offs)
+		if err := os.WriteFile(path, idx[:len(idx)-41], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readIdx(path, 1<<40); err == nil || !strings.Contains(err.Error(), "truncated") {
+			t.Errorf("a truncated index: %v, want an error saying truncated", err)
+		}
+	})
 }

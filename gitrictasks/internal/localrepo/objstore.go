@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -142,6 +143,7 @@ func (s *store) close() {
 			p.f = nil
 		}
 		p.mu.Unlock()
+		p.closeIdx()
 	}
 }
 
@@ -219,12 +221,29 @@ func (s *store) loosePath(d int, h plumbing.Hash) string {
 // packIdx is a pack's index: the hashes of its objects in order, with
 // their offsets (and crc32s in a version 2 index), kept as the file has
 // them and searched in place.
+//
+// A version 2 index is read piecewise at first: its fan-out table when the
+// pack is opened, then for each lookup the hashes that start with the same
+// byte and the offset found, two small reads. An incremental deploy looks
+// up a few dozen objects and needs no more of an index that holds tens of
+// thousands (about 28 bytes each); once lazyLookups lookups were answered
+// that way, or something needs the whole index (the entries in pack order),
+// it is read whole.
 type packIdx struct {
 	path    string // the .pack
 	size    int64  // of the .pack
 	version int
 	n       int
 	fanout  [256]uint32
+
+	// idxMu guards what follows up to mu: the index file while it is read
+	// piecewise, and its tables once it is read whole.
+	idxMu   sync.Mutex
+	idxPath string
+	idxFile *os.File // open while the tables are not read
+	lookups int      // answered from idxFile
+	buf     []byte   // for a bucket of hashes read from idxFile
+	loaded  atomic.Bool
 	names   []byte // n × 20 bytes (version 2), or n × 24: offset then name (version 1)
 	crcs    []byte // n × 4 (version 2)
 	offs    []byte // n × 4 (version 2)
@@ -243,56 +262,141 @@ type packIdx struct {
 
 var idxMagic = []byte{0xff, 't', 'O', 'c'}
 
-// readIdx reads the idx file at path, for a pack of packSize bytes.
+// Where a version 2 index keeps its tables, after its 8-byte header and
+// its fan-out table.
+const idxTables = 8 + 256*4
+
+// lazyLookups is how many lookups a packIdx answers by reading its file
+// piecewise before it reads the whole index.
+const lazyLookups = 64
+
+// maxBucket bounds the bytes of hashes one piecewise lookup reads: an
+// index with more in a bucket (millions of objects) is read whole.
+const maxBucket = 64 << 10
+
+// readIdx opens the idx file at path, for a pack of packSize bytes: it
+// reads its header and fan-out table, and checks that the file's size
+// fits them; a version 1 index is read whole.
 func readIdx(path string, packSize int64) (*packIdx, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	bad := func(why string) error { return fmt.Errorf("pack index %s: %s", path, why) }
-	p := &packIdx{size: packSize}
-	body := data
-	if bytes.HasPrefix(data, idxMagic) {
-		if len(data) < 8 {
-			return nil, bad("truncated")
-		}
-		p.version = int(binary.BigEndian.Uint32(data[4:]))
-		if p.version != 2 {
-			return nil, bad("version " + strconv.Itoa(p.version) + " is not supported")
-		}
-		body = data[8:]
-	} else {
-		p.version = 1
+	p := &packIdx{size: packSize, idxPath: path}
+	if err := p.open(f); err != nil {
+		f.Close()
+		return nil, err
 	}
-	if len(body) < 256*4 {
-		return nil, bad("truncated")
-	}
-	for i := range p.fanout {
-		p.fanout[i] = binary.BigEndian.Uint32(body[i*4:])
-		if i > 0 && p.fanout[i] < p.fanout[i-1] {
-			return nil, bad("corrupt fan-out table")
-		}
-	}
-	p.n = int(p.fanout[255])
-	body = body[256*4:]
 	if p.version == 1 {
-		if len(body) < p.n*24+40 {
-			return nil, bad("truncated")
-		}
-		p.names = body[:p.n*24]
-		return p, nil
+		f.Close()
+		return p, p.load()
 	}
-	if len(body) < p.n*28+40 {
-		return nil, bad("truncated")
-	}
-	p.names = body[:p.n*20]
-	p.crcs = body[p.n*20 : p.n*24]
-	p.offs = body[p.n*24 : p.n*28]
-	p.large = body[p.n*28 : len(body)-40]
+	p.idxFile = f
 	return p, nil
 }
 
-// name is the hash of the i-th entry (in hash order).
+// open reads the header and fan-out table of the index file f.
+func (p *packIdx) open(f *os.File) error {
+	bad := func(why string) error { return fmt.Errorf("pack index %s: %s", p.idxPath, why) }
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var head [idxTables]byte
+	n, err := io.ReadFull(f, head[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("pack index %s: %w", p.idxPath, err)
+	}
+	b := head[:n]
+	if bytes.HasPrefix(b, idxMagic) {
+		if len(b) < 8 {
+			return bad("truncated")
+		}
+		p.version = int(binary.BigEndian.Uint32(b[4:]))
+		if p.version != 2 {
+			return bad("version " + strconv.Itoa(p.version) + " is not supported")
+		}
+		b = b[8:]
+	} else {
+		p.version = 1
+	}
+	if len(b) < 256*4 {
+		return bad("truncated")
+	}
+	for i := range p.fanout {
+		p.fanout[i] = binary.BigEndian.Uint32(b[i*4:])
+		if i > 0 && p.fanout[i] < p.fanout[i-1] {
+			return bad("corrupt fan-out table")
+		}
+	}
+	p.n = int(p.fanout[255])
+	body := fi.Size() - idxTables
+	if p.version == 1 {
+		body = fi.Size() - 256*4
+		if body < int64(p.n)*24+40 {
+			return bad("truncated")
+		}
+	} else if body < int64(p.n)*28+40 {
+		return bad("truncated")
+	}
+	return nil
+}
+
+// load reads the index whole, once.
+func (p *packIdx) load() error {
+	if p.loaded.Load() {
+		return nil
+	}
+	p.idxMu.Lock()
+	defer p.idxMu.Unlock()
+	return p.loadLocked()
+}
+
+func (p *packIdx) loadLocked() error {
+	if p.loaded.Load() {
+		return nil
+	}
+	data, err := os.ReadFile(p.idxPath)
+	if err != nil {
+		return fmt.Errorf("pack index: %w", err)
+	}
+	if p.version == 1 {
+		body := data[256*4:]
+		if len(body) < p.n*24+40 {
+			return fmt.Errorf("pack index %s: truncated", p.idxPath)
+		}
+		p.names = body[:p.n*24]
+	} else {
+		body := data[idxTables:]
+		if len(body) < p.n*28+40 {
+			return fmt.Errorf("pack index %s: truncated", p.idxPath)
+		}
+		p.names = body[:p.n*20]
+		p.crcs = body[p.n*20 : p.n*24]
+		p.offs = body[p.n*24 : p.n*28]
+		p.large = body[p.n*28 : len(body)-40]
+	}
+	if p.idxFile != nil {
+		p.idxFile.Close()
+		p.idxFile = nil
+	}
+	p.buf = nil
+	p.loaded.Store(true)
+	return nil
+}
+
+// closeIdx closes the index file, if it is open.
+func (p *packIdx) closeIdx() {
+	p.idxMu.Lock()
+	defer p.idxMu.Unlock()
+	if p.idxFile != nil {
+		p.idxFile.Close()
+		p.idxFile = nil
+	}
+}
+
+// name is the hash of the i-th entry (in hash order); the index must have
+// been loaded.
 func (p *packIdx) name(i int) []byte {
 	if p.version == 1 {
 		return p.names[i*24+4 : i*24+24]
@@ -302,22 +406,65 @@ func (p *packIdx) name(i int) []byte {
 
 // offset is the pack offset of the i-th entry (in hash order).
 func (p *packIdx) offset(i int) (int64, error) {
+	if !p.loaded.Load() {
+		if off, ok, err := p.offsetFile(i); ok || err != nil {
+			return off, err
+		}
+	}
+	if err := p.load(); err != nil {
+		return 0, err
+	}
 	if p.version == 1 {
 		return int64(binary.BigEndian.Uint32(p.names[i*24:])), nil
 	}
-	o := binary.BigEndian.Uint32(p.offs[i*4:])
+	return p.largeOffset(binary.BigEndian.Uint32(p.offs[i*4:]), func(b []byte, k int) error {
+		if (k+1)*8 > len(p.large) {
+			return errBadLarge
+		}
+		copy(b, p.large[k*8:])
+		return nil
+	})
+}
+
+// errBadLarge is a large offset outside its table.
+var errBadLarge = errors.New("corrupt large offset")
+
+// largeOffset decodes the 4-byte offset o, reading a large one with get.
+func (p *packIdx) largeOffset(o uint32, get func(b []byte, k int) error) (int64, error) {
 	if o&0x80000000 == 0 {
 		return int64(o), nil
 	}
-	k := int(o & 0x7fffffff)
-	if (k+1)*8 > len(p.large) {
-		return 0, fmt.Errorf("pack index of %s: corrupt large offset", p.path)
+	var b [8]byte
+	if err := get(b[:], int(o&0x7fffffff)); err != nil {
+		return 0, fmt.Errorf("pack index of %s: %w", p.path, err)
 	}
-	return int64(binary.BigEndian.Uint64(p.large[k*8:])), nil
+	return int64(binary.BigEndian.Uint64(b[:])), nil
+}
+
+// offsetFile reads the offset of the i-th entry from the index file; ok
+// is false when the index was read whole meanwhile.
+func (p *packIdx) offsetFile(i int) (off int64, ok bool, err error) {
+	p.idxMu.Lock()
+	defer p.idxMu.Unlock()
+	if p.idxFile == nil {
+		return 0, false, nil
+	}
+	var b [4]byte
+	if _, err := p.idxFile.ReadAt(b[:], idxTables+int64(p.n)*24+int64(i)*4); err != nil {
+		return 0, true, fmt.Errorf("pack index %s: %w", p.idxPath, err)
+	}
+	off, err = p.largeOffset(binary.BigEndian.Uint32(b[:]), func(b []byte, k int) error {
+		_, err := p.idxFile.ReadAt(b, idxTables+int64(p.n)*28+int64(k)*8)
+		if err != nil {
+			return errBadLarge
+		}
+		return nil
+	})
+	return off, true, err
 }
 
 // crc is the crc32 of the i-th entry's raw bytes; ok is false in a version
-// 1 index, which has none.
+// 1 index, which has none. The index must have been loaded.
 func (p *packIdx) crc(i int) (uint32, bool) {
 	if p.version == 1 {
 		return 0, false
@@ -325,13 +472,25 @@ func (p *packIdx) crc(i int) (uint32, bool) {
 	return binary.BigEndian.Uint32(p.crcs[i*4:]), true
 }
 
-// search returns the position of h in the index, or -1.
+// search returns the position of h in the index, or -1 (also when the
+// index cannot be read).
 func (p *packIdx) search(h plumbing.Hash) int {
 	lo := 0
 	if h[0] > 0 {
 		lo = int(p.fanout[h[0]-1])
 	}
 	hi := int(p.fanout[h[0]])
+	if lo >= hi {
+		return -1
+	}
+	if !p.loaded.Load() {
+		if i, ok := p.searchFile(h, lo, hi); ok {
+			return i
+		}
+	}
+	if p.load() != nil {
+		return -1
+	}
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		switch c := bytes.Compare(p.name(m), h[:]); {
@@ -344,6 +503,30 @@ func (p *packIdx) search(h plumbing.Hash) int {
 		}
 	}
 	return -1
+}
+
+// searchFile looks h up among the entries lo to hi of the index file;
+// ok is false when the index is to be read whole instead.
+func (p *packIdx) searchFile(h plumbing.Hash, lo, hi int) (int, bool) {
+	p.idxMu.Lock()
+	defer p.idxMu.Unlock()
+	if p.idxFile == nil || p.lookups >= lazyLookups || (hi-lo)*20 > maxBucket {
+		return 0, false
+	}
+	p.lookups++
+	n := (hi - lo) * 20
+	if cap(p.buf) < n {
+		p.buf = make([]byte, n)
+	}
+	b := p.buf[:n]
+	if _, err := p.idxFile.ReadAt(b, idxTables+int64(lo)*20); err != nil {
+		return 0, false
+	}
+	i, found := sort.Find(hi-lo, func(k int) int { return bytes.Compare(h[:], b[k*20:k*20+20]) })
+	if !found {
+		return -1, true
+	}
+	return lo + i, true
 }
 
 // find returns the offset of h's entry.
@@ -362,6 +545,9 @@ func (p *packIdx) order() error {
 	defer p.mu.Unlock()
 	if p.byOffset != nil || p.n == 0 {
 		return nil
+	}
+	if err := p.load(); err != nil {
+		return err
 	}
 	pos := make([]uint32, p.n)
 	offs := make([]int64, p.n)
@@ -525,17 +711,39 @@ func (p *packIdx) hashAt(off int64) (plumbing.Hash, error) {
 }
 
 // looseObject is an opened loose object: its type and size, and a reader
-// of its content, inflated as it is read.
+// of its content, inflated as it is read. Close gives its buffers back.
 type looseObject struct {
 	typ  int
 	size int64
 	r    io.Reader
 	f    *os.File
-	zr   io.ReadCloser
+	st   *looseState
 }
 
+// looseState is what reading a loose object needs besides the file: a
+// buffer over the file, a zlib state and a buffer over what it inflates,
+// about 60 KiB in all. openLoose takes one from loosePool and Close gives
+// it back, so that a walk that reads hundreds of loose objects holds one
+// of each rather than making them again for every object.
+type looseState struct {
+	fr *bufio.Reader // over the file
+	zr io.ReadCloser // inflates fr
+	br *bufio.Reader // over zr
+}
+
+var loosePool = sync.Pool{New: func() any { return new(looseState) }}
+
+// looseBuf is the size of each of a looseState's two buffers.
+const looseBuf = 8 << 10
+
 func (o *looseObject) Close() error {
-	o.zr.Close()
+	if o.st != nil {
+		o.st.zr.Close()
+		o.st.fr.Reset(nil)
+		o.st.br.Reset(nil)
+		loosePool.Put(o.st)
+		o.st, o.r = nil, nil
+	}
 	return o.f.Close()
 }
 
@@ -545,14 +753,30 @@ func openLoose(path string) (*looseObject, error) {
 	if err != nil {
 		return nil, err
 	}
-	zr, err := zlib.NewReader(bufio.NewReaderSize(f, 32<<10))
+	st := loosePool.Get().(*looseState)
+	if st.fr == nil {
+		st.fr = bufio.NewReaderSize(f, looseBuf)
+	} else {
+		st.fr.Reset(f)
+	}
+	if st.zr == nil {
+		st.zr, err = zlib.NewReader(st.fr)
+	} else {
+		err = st.zr.(zlib.Resetter).Reset(st.fr, nil)
+	}
 	if err != nil {
 		f.Close()
+		st.fr.Reset(nil)
+		loosePool.Put(st) // a zlib state that failed is reset by its next use
 		return nil, fmt.Errorf("loose object %s: %w", path, err)
 	}
-	o := &looseObject{f: f, zr: zr}
-	br := bufio.NewReaderSize(zr, 32<<10)
-	hdr, err := br.ReadSlice(0)
+	if st.br == nil {
+		st.br = bufio.NewReaderSize(st.zr, looseBuf)
+	} else {
+		st.br.Reset(st.zr)
+	}
+	o := &looseObject{f: f, st: st}
+	hdr, err := st.br.ReadSlice(0)
 	if err != nil {
 		o.Close()
 		return nil, fmt.Errorf("loose object %s: bad header: %w", path, err)
@@ -565,6 +789,6 @@ func openLoose(path string) (*looseObject, error) {
 		return nil, fmt.Errorf("loose object %s: bad header %q", path, hdr)
 	}
 	o.typ, o.size = int(t), n
-	o.r = io.LimitReader(br, n)
+	o.r = io.LimitReader(st.br, n)
 	return o, nil
 }
