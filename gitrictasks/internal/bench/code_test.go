@@ -49,7 +49,7 @@ func TestCompareCode(t *testing.T) {
 	sshdtest.Require(t)
 
 	b := &bench{mage: compileMage(t), dir: t.TempDir()}
-	b.srv = sshdtest.Start(t, sshdtest.Options{})
+	b.srv, _ = startHost(t)
 	b.repo = repotest.New(t)
 	b.repo.CodeHistory(t, codeHistory)
 	b.env = benchEnv()

@@ -76,8 +76,7 @@ func TestCompareDowntime(t *testing.T) {
 
 	load := loadAverage()
 	mage := compileMage(t)
-	home := t.TempDir()
-	srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"SetEnv HOME=" + home}})
+	srv, home := startHost(t)
 	repo := repotest.New(t)
 	// commits[0] is the first deploy, commits[1] the warm-up, then one
 	// per timed run.

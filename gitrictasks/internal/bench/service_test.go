@@ -81,8 +81,7 @@ func TestCompareService(t *testing.T) {
 	runs := benchRuns(t, serviceRuns)
 	sshdtest.Require(t)
 	load := loadAverage()
-	home := t.TempDir()
-	srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"SetEnv HOME=" + home}})
+	srv, home := startHost(t)
 	source := serviceSource(t)
 	goEnv := serviceGoEnv(t)
 
