@@ -398,14 +398,20 @@ func (s *session) push(ctx context.Context, targets []refTarget, head plumbing.H
 		haves = append(haves, head)
 	}
 	start := cw.Count()
+	// The meter lasts until the host has the pack: once it is all handed
+	// to the connection, a slow link or a big pack can keep the host busy
+	// for a while yet.
+	var total atomic.Int64
+	var written atomic.Bool
+	stopMeter := func() {}
 	err = p.Send(ctx, updates, func(w io.Writer) error {
-		var total atomic.Int64
-		stopMeter := s.meter(cw, &total)
-		defer stopMeter()
+		stopMeter = s.meter(cw, &total, &written, meterEvery(s.log.Live()))
 		var perr error
 		st.commits, st.objects, perr = pack(w, haves, total.Store)
+		written.Store(true)
 		return perr
 	}, progress)
+	stopMeter()
 	st.bytes = cw.Count() - start
 	if err != nil {
 		return st, s.pushError(err)
@@ -574,16 +580,22 @@ func (s *session) watchProgress(cw *stream.Counter) (stop func()) {
 	return func() { close(done) }
 }
 
-// meter shows the push's progress while it lasts: bytes sent, rate and the
-// expected total, redrawn every second on a terminal, a line every five
-// seconds elsewhere, nothing in JSON mode.
-func (s *session) meter(cw *stream.Counter, total *atomic.Int64) (stop func()) {
+// meterEvery is how often the push's meter shows: every second on a
+// terminal (live, redrawn in place), every five seconds elsewhere.
+func meterEvery(live bool) time.Duration {
+	if live {
+		return time.Second
+	}
+	return 5 * time.Second
+}
+
+// meter shows the push's progress every so often while it lasts: bytes
+// sent, rate and the expected total (nothing in JSON mode); once written is
+// set (the whole pack handed to the connection), that the host is still
+// taking it.
+func (s *session) meter(cw *stream.Counter, total *atomic.Int64, written *atomic.Bool, every time.Duration) (stop func()) {
 	done := make(chan struct{})
 	start, base := time.Now(), cw.Count()
-	every := 5 * time.Second
-	if s.log.Live() {
-		every = time.Second
-	}
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -594,6 +606,10 @@ func (s *session) meter(cw *stream.Counter, total *atomic.Int64) (stop func()) {
 				return
 			case <-t.C:
 				n := cw.Count() - base
+				if written.Load() {
+					s.log.Progress(fmt.Sprintf("seeding: %s sent; the host is storing it", byteSize(n)))
+					continue
+				}
 				msg := fmt.Sprintf("seeding: %s", byteSize(n))
 				if all := total.Load(); all > 0 {
 					msg += fmt.Sprintf(" of ~%s (%d%%)", byteSize(all), min(100, n*100/all))

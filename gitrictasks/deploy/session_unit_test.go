@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -17,6 +18,7 @@ import (
 	"github.com/gitric/gitric/gitrictasks/internal/console"
 	"github.com/gitric/gitric/gitrictasks/internal/hostscript"
 	"github.com/gitric/gitric/gitrictasks/internal/remote"
+	"github.com/gitric/gitric/gitrictasks/internal/stream"
 )
 
 // scriptedLink is a host whose "script" prints crafted bytes: out, with
@@ -398,5 +400,43 @@ func TestUnitCutoverFailure(t *testing.T) {
 		if c.r.moved() != c.moved {
 			t.Errorf("%s: moved() = %v", c.name, c.r.moved())
 		}
+	}
+}
+
+// TestUnitMeter checks the push's meter: bytes, share of the expected
+// total and rate while the pack is written, then, once it is all handed to
+// the connection, that the host is still taking it (a slow link, a big
+// pack); nothing once it is stopped.
+func TestUnitMeter(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	c := console.New(&out, console.Options{}, "h")
+	s := &session{log: c.Host("h")}
+	cw := &stream.Counter{W: io.Discard}
+	var total atomic.Int64
+	var written atomic.Bool
+	total.Store(4 << 20)
+	stop := s.meter(cw, &total, &written, 10*time.Millisecond)
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the meter's lines:\n%s", what, out.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	cw.Write(make([]byte, 1<<20))
+	waitFor("[h] seeding: 1.0 MiB of ~4.0 MiB (25%), ")
+	cw.Write(make([]byte, 3<<20))
+	written.Store(true)
+	waitFor("[h] seeding: 4.0 MiB sent; the host is storing it\n")
+	stop()
+	time.Sleep(50 * time.Millisecond)
+	n := len(out.String())
+	time.Sleep(50 * time.Millisecond)
+	if len(out.String()) != n {
+		t.Errorf("the meter still writes once stopped:\n%s", out.String())
 	}
 }

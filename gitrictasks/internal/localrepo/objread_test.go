@@ -451,6 +451,35 @@ func TestPackIdxPiecewise(t *testing.T) {
 	}
 	t.Run("git", func(t *testing.T) { check(t, idxs[0], want) })
 
+	t.Run("removed by a gc", func(t *testing.T) {
+		// A gc between the opening of the pack and the reading of its
+		// whole index: the index is read from the descriptor opened first.
+		path := filepath.Join(t.TempDir(), "pack-x.idx")
+		data, err := os.ReadFile(idxs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := readIdx(path, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.closeIdx()
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.order(); err != nil {
+			t.Fatalf("entries in pack order after the index was removed: %v", err)
+		}
+		for h, off := range want {
+			if got, ok := p.find(h); !ok || got != off {
+				t.Fatalf("find %s: %d %v, want %d", h, got, ok, off)
+			}
+		}
+	})
+
 	t.Run("large offsets", func(t *testing.T) {
 		// Two objects, the second past 4 GiB: its offset is in the table
 		// of large offsets.

@@ -356,7 +356,15 @@ func (p *packIdx) loadLocked() error {
 	if p.loaded.Load() {
 		return nil
 	}
-	data, err := os.ReadFile(p.idxPath)
+	// From the descriptor opened with the pack, when there is one: a git
+	// gc since then may have removed the file.
+	var data []byte
+	var err error
+	if p.idxFile != nil {
+		data, err = readAll(p.idxFile)
+	} else {
+		data, err = os.ReadFile(p.idxPath)
+	}
 	if err != nil {
 		return fmt.Errorf("pack index: %w", err)
 	}
@@ -383,6 +391,19 @@ func (p *packIdx) loadLocked() error {
 	p.buf = nil
 	p.loaded.Store(true)
 	return nil
+}
+
+// readAll reads the whole of f, from its start.
+func readAll(f *os.File) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, fi.Size())
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	return data, nil
 }
 
 // closeIdx closes the index file, if it is open.
