@@ -609,8 +609,8 @@ func (r report) notes() []string {
 		"measured: wall clock of the compiled mage binary (`go tool mage -compile` of the bench magefile, run as `prod deploy` in the working copy: one SSH login, checked in sshd's log) " +
 			"vs the chain ssh (mkdir, git init) + git push over ssh + ssh (git reset --hard): three SSH logins; " +
 			"both against one loopback OpenSSH sshd on 127.0.0.1 with the same key and known_hosts, no ssh-agent, no connection sharing; " +
-			"every session pays the login shell's startup (root's ~/.bashrc), for both tools",
-		"peak RSS: ru_maxrss from wait4, median of the timed runs; for git push it is the largest of git push and the children it waited for (ssh, pack-objects); each measured command is started by a small launcher (about 2 MiB resident) that reports it, not by the bench process, since Linux charges a child the memory it shared with its parent before exec: started from the bench process, every command would report at least the bench's own RSS (about 18 MiB)",
+			"sshd gives the logins a fresh HOME (SetEnv HOME=<a temp dir>), so that no session runs the bench user's ~/.bashrc, for both tools",
+		"peak RSS: ru_maxrss from wait4, median of the timed runs: the largest single process; for git push it is the largest of git push and the children it waited for (ssh, pack-objects); each measured command is started by a small launcher (about 2 MiB resident) that reports it, not by the bench process, since Linux charges a child the memory it shared with its parent before exec: started from the bench process, every command would report at least the bench's own RSS (about 18 MiB)",
 	}
 }
 
