@@ -161,17 +161,8 @@ func (r *objReader) inflate(p *packIdx, off int64, e entry) ([]byte, error) {
 	}
 	start := off + int64(e.hdrLen)
 	sec := io.NewSectionReader(f, start, e.end-start)
-	if r.br == nil {
-		r.br = bufio.NewReaderSize(sec, readerBuf)
-	} else {
-		r.br.Reset(sec)
-	}
-	if r.zr == nil {
-		r.zr, err = zlib.NewReader(r.br)
-	} else {
-		err = r.zr.(zlib.Resetter).Reset(r.br, nil)
-	}
-	if err != nil {
+	reuseReader(&r.br, sec, readerBuf)
+	if err := reuseInflater(&r.zr, r.br); err != nil {
 		return nil, fmt.Errorf("pack %s: entry at offset %d: %w", p.path, off, err)
 	}
 	r.inflated++
@@ -480,4 +471,28 @@ func (r *objReader) tree(h plumbing.Hash) ([]byte, error) {
 		return nil, fmt.Errorf("read tree %s: it is not a tree", h)
 	}
 	return data, nil
+}
+
+// reuseReader points *br at r, making the buffer (of n bytes) on first use.
+func reuseReader(br **bufio.Reader, r io.Reader, n int) {
+	if *br == nil {
+		*br = bufio.NewReaderSize(r, n)
+		return
+	}
+	(*br).Reset(r)
+}
+
+// reuseInflater has *zr inflate r, making the zlib state on first use: a
+// zlib reader holds a 32 KiB window and its tables, made once rather than
+// once an object.
+func reuseInflater(zr *io.ReadCloser, r io.Reader) error {
+	if *zr == nil {
+		z, err := zlib.NewReader(r)
+		if err != nil {
+			return err
+		}
+		*zr = z
+		return nil
+	}
+	return (*zr).(zlib.Resetter).Reset(r, nil)
 }

@@ -3,7 +3,6 @@ package localrepo
 import (
 	"bufio"
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -775,27 +774,14 @@ func openLoose(path string) (*looseObject, error) {
 		return nil, err
 	}
 	st := loosePool.Get().(*looseState)
-	if st.fr == nil {
-		st.fr = bufio.NewReaderSize(f, looseBuf)
-	} else {
-		st.fr.Reset(f)
-	}
-	if st.zr == nil {
-		st.zr, err = zlib.NewReader(st.fr)
-	} else {
-		err = st.zr.(zlib.Resetter).Reset(st.fr, nil)
-	}
-	if err != nil {
+	reuseReader(&st.fr, f, looseBuf)
+	if err := reuseInflater(&st.zr, st.fr); err != nil {
 		f.Close()
 		st.fr.Reset(nil)
 		loosePool.Put(st) // a zlib state that failed is reset by its next use
 		return nil, fmt.Errorf("loose object %s: %w", path, err)
 	}
-	if st.br == nil {
-		st.br = bufio.NewReaderSize(st.zr, looseBuf)
-	} else {
-		st.br.Reset(st.zr)
-	}
+	reuseReader(&st.br, st.zr, looseBuf)
 	o := &looseObject{f: f, st: st}
 	hdr, err := st.br.ReadSlice(0)
 	if err != nil {
