@@ -30,6 +30,8 @@ func TestExitStatus(t *testing.T) {
 		{"rolled back", host(fmt.Errorf("start failed; %w", deploy.ErrRolledBack)), ExitRolledBack},
 		{"rolled back, as the cutover says it", host(fmt.Errorf("%w; %w to v1", errors.New("the start command failed"), deploy.ErrRolledBack)), ExitRolledBack},
 		{"other", errors.New("disk on fire"), 1},
+		{"status: a cutover cut short", &deploy.HostError{Host: "web1", Step: "status", Err: fmt.Errorf("%w (to v1)", deploy.ErrCutShort)}, 1},
+		{"status: cut short beats unreachable", errors.Join(host(deploy.ErrUnreachable), host(deploy.ErrCutShort)), 1},
 		{"locked and refused: locked", errors.Join(&deploy.LockedError{}, &deploy.ServerEditsError{}), ExitLocked},
 		{"rolled back beats unreachable", errors.Join(host(deploy.ErrUnreachable), host(deploy.ErrRolledBack)), ExitRolledBack},
 		{"a failure that stayed beats a rollback", errors.Join(host(deploy.ErrRolledBack), host(deploy.ErrMixed)), 1},

@@ -280,7 +280,8 @@ func Swap(ctx context.Context) error {
 //
 // Needs a stage before it; only, ref (compare with it instead of HEAD) and
 // acceptNew apply (any other modifier is refused). Read-only: it takes no lock and changes nothing.
-// It exits 13 when a host cannot be reached; drift, edits and locks are
+// It exits 13 when a host cannot be reached, 1 when a host's last cutover
+// was cut short (killed halfway: deploy again); drift, edits and locks are
 // reported, with status 0. Environment: GITRIC_HOSTS, GITRIC_PARALLEL,
 // GITRIC_OUTPUT and the SSH ones, as for deploy.
 //

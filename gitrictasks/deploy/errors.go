@@ -174,6 +174,12 @@ type ScriptError = hostscript.ScriptError
 // on its previous commit (the error says which step failed).
 var ErrRolledBack = errors.New("rolled back")
 
+// ErrCutShort means a host's last cutover was killed halfway (nothing to
+// trap: SIGKILL, the host's power): its files and its service may be
+// between two commits until a deploy finishes the cutover. Status reports
+// it as an error, so that a check in CI fails.
+var ErrCutShort = errors.New("the last cutover was cut short")
+
 // printableText is what a host printed, fit for an error message: control
 // bytes (a terminal's escape sequences) and bytes that are not UTF-8 are
 // shown escaped, as Go quotes them; newlines and tabs stay.

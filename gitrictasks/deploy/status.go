@@ -44,8 +44,10 @@ type StatusReport struct {
 
 // Status reads every host's state in parallel, read-only, and prints it.
 // The report has every host; the error joins the hosts it could not reach
-// (ErrUnreachable and the other connection errors), so that a check in CI
-// fails when a host is down. Drift, edits and locks are reported, not errors.
+// (ErrUnreachable and the other connection errors) and those whose last
+// cutover was cut short (ErrCutShort: a host between two commits, maybe
+// with its service stopped), so that a check in CI fails on them. Drift,
+// edits and locks are reported, not errors.
 func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -111,8 +113,11 @@ func Status(ctx context.Context, opts StatusOptions) (*StatusReport, error) {
 	d.con.Printf("%s", rep.Verdict)
 	var errs []error
 	for _, s := range rep.Hosts {
-		if s.Err != nil {
+		switch {
+		case s.Err != nil:
 			errs = append(errs, &HostError{Host: s.Host, Step: "status", Err: s.Err})
+		case s.CutShort != "":
+			errs = append(errs, &HostError{Host: s.Host, Step: "status", Err: fmt.Errorf("%w (to %s, killed halfway): files and service may be between two commits; deploy again to finish it", ErrCutShort, shortHex(s.CutShort))})
 		}
 	}
 	return rep, errors.Join(errs...)

@@ -541,9 +541,10 @@ func TestCutoverKilled(t *testing.T) {
 			t.Fatalf("serving %q before the deploy after the kill", b)
 		}
 		rep, err := deploy.Status(context.Background(), statusOptions(e.options()))
-		if err != nil || rep.Hosts[0].CutShort != e.v1 || !strings.Contains(rep.Verdict, "1 host(s) with a cutover cut short") {
-			t.Errorf("status after the kill: %+v, %q, %v; want the cutover to %.7s cut short", rep.Hosts, rep.Verdict, err, e.v1)
+		if !errors.Is(err, deploy.ErrCutShort) || rep.Hosts[0].CutShort != e.v1 || !strings.Contains(rep.Verdict, "1 host(s) with a cutover cut short") {
+			t.Errorf("status after the kill: %+v, %q, %v; want the cutover to %.7s cut short, and ErrCutShort", rep.Hosts, rep.Verdict, err, e.v1)
 		}
+		wantSays(t, err, e.v1[:7], "deploy again to finish it")
 		p, err := deploy.MakePlan(context.Background(), opts)
 		if err != nil || p.Hosts[0].Already || p.Hosts[0].CutShort != e.v1 {
 			t.Errorf("plan after the kill: %+v, %v; want the cutover done again", p, err)
