@@ -72,7 +72,7 @@
 //
 // Errors wrap sentinels for errors.Is: ErrDirty, ErrNonFastForward,
 // ErrServerEdits, ErrUntracked, ErrLocked, ErrIncompleteClone,
-// ErrDuplicateHost, ErrRolledBack, ErrCommandTimeout, ErrMixed,
+// ErrDuplicateHost, ErrRolledBack, ErrCommandTimeout, ErrMixed, ErrCutShort,
 // ErrUnreachable, ErrHostKeyUnknown and the others, and typed errors for
 // errors.As (*DirtyError, *NonFastForwardError, *ServerEditsError,
 // *UntrackedError, *LockedError, *HostError, *ScriptError, *TimeoutError),
