@@ -245,8 +245,16 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 // noScript explains a session that ended (or broke) before the script ran:
 // a shell that cannot run it, a forced command, sudo asking for a password.
 func (s *session) noScript(err error) error {
-	if pe := (*hostscript.ProtocolError)(nil); errors.As(err, &pe) && !pe.EOF {
+	var pe *hostscript.ProtocolError
+	switch {
+	case errors.As(err, &pe) && !pe.EOF:
 		return err
+	case pe == nil:
+		// The script could not be sent: the host ended the session first.
+		// What it printed is still to be read (to its end, or until the
+		// bound of the caller's wait kills the session), before wait drops
+		// the rest.
+		_ = s.dec.Hello()
 	}
 	werr := s.wait()
 	out := strings.TrimSpace(s.dec.Before() + s.stderr.String())

@@ -440,3 +440,38 @@ func TestUnitMeter(t *testing.T) {
 		t.Errorf("the meter still writes once stopped:\n%s", out.String())
 	}
 }
+
+// forcedLink is a host whose forced command (command= in authorized_keys)
+// prints and exits at once, before it takes any input: the script cannot
+// even be sent.
+type forcedLink struct{}
+
+func (forcedLink) start(context.Context, string) (*process, error) {
+	return &process{
+		stdin:  closedInput{},
+		stdout: strings.NewReader("hi\n"),
+		stderr: strings.NewReader("forced\n"),
+		wait:   func() error { return nil },
+		kill:   func() {},
+	}, nil
+}
+
+func (forcedLink) close() {}
+
+// closedInput is the input of a session that has ended.
+type closedInput struct{}
+
+func (closedInput) Write([]byte) (int, error) { return 0, io.EOF }
+func (closedInput) Close() error              { return nil }
+
+// TestUnitNoScriptSaysWhatTheHostPrinted: when the host ends the session
+// before the script could be sent, the error still says what it printed
+// on both streams (once read, the rest of the output is dropped).
+func TestUnitNoScriptSaysWhatTheHostPrinted(t *testing.T) {
+	t.Parallel()
+	con := console.New(io.Discard, console.Options{}, "h1")
+	_, _, err := openSession(context.Background(), forcedLink{}, hostscript.Vars{Action: hostscript.Deploy, Path: "app"}, con.Host("h1"), nil)
+	if !errors.Is(err, ErrNoShell) || !strings.Contains(err.Error(), "It printed: hi\nforced.") {
+		t.Fatalf("openSession on a forced command = %v, want ErrNoShell saying it printed hi and forced", err)
+	}
+}
