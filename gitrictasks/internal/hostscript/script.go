@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gitric/gitric/gitrictasks/internal/shell"
@@ -31,17 +32,20 @@ import (
 var source string
 
 // body is the script as sent: without its comments and indentation, which
-// are for people (the script travels with every run).
-var body = strip(source)
+// are for people (the script travels with every run). It is made when
+// first sent, not when the program starts: most mage calls send none.
+var body = sync.OnceValue(func() string { return strip(source) })
 
 func strip(src string) string {
 	var b strings.Builder
-	for _, line := range strings.Split(src, "\n") {
-		line = strings.TrimLeft(line, "\t ")
+	b.Grow(len(src))
+	for line := range strings.Lines(src) {
+		line = strings.TrimLeft(strings.TrimSuffix(line, "\n"), "\t ")
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		b.WriteString(line + "\n")
+		b.WriteString(line)
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
@@ -256,6 +260,6 @@ func (v Vars) Script(token string) string {
 		b.WriteString("; export " + k + "=" + shell.Quote(v.Env[k]))
 	}
 	b.WriteString("; }\n")
-	b.WriteString(body)
+	b.WriteString(body())
 	return frame(token, b.String())
 }
