@@ -480,6 +480,31 @@ func TestPackIdxPiecewise(t *testing.T) {
 		}
 	})
 
+	t.Run("many packs", func(t *testing.T) {
+		// A repository never repacked whole: more packs than maxLazyPacks,
+		// whose indexes are read whole, holding no descriptor each.
+		many := repotest.New(t)
+		for i := range maxLazyPacks + 2 {
+			many.Commit(t, fmt.Sprintf("c%d", i), map[string]string{"f": strconv.Itoa(i)})
+			many.Git(t, "repack", "-q")
+		}
+		ps, err := readPackDir(filepath.Join(many.Dir, ".git", "objects", "pack"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) <= maxLazyPacks {
+			t.Fatalf("%d packs, want more than %d", len(ps), maxLazyPacks)
+		}
+		for _, p := range ps {
+			if !p.loaded.Load() || p.idxFile != nil {
+				t.Fatalf("%s: loaded %v, index file still open %v", p.path, p.loaded.Load(), p.idxFile != nil)
+			}
+		}
+		if i := ps[0].search(plumbing.NewHash(many.Head(t))); i < 0 {
+			t.Errorf("the newest pack does not find HEAD")
+		}
+	})
+
 	t.Run("large offsets", func(t *testing.T) {
 		// Two objects, the second past 4 GiB: its offset is in the table
 		// of large offsets.

@@ -130,8 +130,21 @@ func readPackDir(dir string) ([]*packIdx, error) {
 	for i, f := range ps {
 		out[i] = f.p
 	}
+	// Read piecewise, each index holds its file open: a repository of
+	// many packs (never repacked) would hold a descriptor for each.
+	if len(out) > maxLazyPacks {
+		for _, p := range out {
+			if err := p.load(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return out, nil
 }
+
+// maxLazyPacks is the most packs of one directory whose indexes are read
+// piecewise; with more, every index is read whole when it is opened.
+const maxLazyPacks = 16
 
 // close closes the packs that were opened.
 func (s *store) close() {
