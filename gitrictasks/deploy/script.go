@@ -42,6 +42,48 @@ type process struct {
 	kill   func() // ends it at once: its streams close
 }
 
+// input is a session's standard input. Its writes and its close are
+// serialised: the close may come from another goroutine (an interrupt, a
+// push aborted), and an SSH channel's CloseWrite races with a Write in
+// progress. A close asked for during a write takes effect as that write
+// returns, and every write after it fails; a write that never returns (a
+// host that stopped reading) is the caller's to end, by killing the
+// session.
+type input struct {
+	mu     sync.Mutex
+	w      io.WriteCloser
+	want   atomic.Bool // a close was asked for
+	closed bool
+	err    error // of the close
+}
+
+func (in *input) Write(p []byte) (int, error) {
+	in.mu.Lock()
+	n, err := 0, io.ErrClosedPipe
+	if !in.closed {
+		n, err = in.w.Write(p)
+	}
+	in.mu.Unlock()
+	if in.want.Load() {
+		_ = in.Close()
+	}
+	return n, err
+}
+
+// Close closes the input now, or, while a write is in progress, as soon
+// as it returns; it does not wait for it.
+func (in *input) Close() error {
+	in.want.Store(true)
+	if !in.mu.TryLock() {
+		return nil // the write in progress closes it when it returns
+	}
+	defer in.mu.Unlock()
+	if !in.closed {
+		in.closed, in.err = true, in.w.Close()
+	}
+	return in.err
+}
+
 // sshLink is a link over one SSH connection.
 type sshLink struct{ host *remote.Host }
 
@@ -145,6 +187,7 @@ func openSession(ctx context.Context, l link, vars hostscript.Vars, log *console
 	if err != nil {
 		return nil, hostState{}, err
 	}
+	p.stdin = &input{w: p.stdin}
 	s := &session{proc: p, dec: hostscript.NewDecoder(p.stdout, token), token: token, log: log, sudo: vars.Sudo, stderrDone: make(chan struct{}), stderr: stream.Tail{Max: 2 << 10}}
 	go func() {
 		defer close(s.stderrDone)

@@ -475,3 +475,69 @@ func TestUnitNoScriptSaysWhatTheHostPrinted(t *testing.T) {
 		t.Fatalf("openSession on a forced command = %v, want ErrNoShell saying it printed hi and forced", err)
 	}
 }
+
+// slowInput is a stream whose writes wait for release, and that records
+// its closes and any write after one.
+type slowInput struct {
+	started, release chan struct{}
+	once             sync.Once
+	mu               sync.Mutex
+	closes, lateOnes int
+}
+
+func (w *slowInput) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.started) })
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closes > 0 {
+		w.lateOnes++
+	}
+	return len(p), nil
+}
+
+func (w *slowInput) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closes++
+	return nil
+}
+
+// TestUnitInputCloseDuringWrite: a close from another goroutine while a
+// write is in progress (an interrupt during a push) returns at once, and
+// closes the stream as the write returns, once; later writes fail. Run
+// with -race: the SSH channel's CloseWrite races with a Write.
+func TestUnitInputCloseDuringWrite(t *testing.T) {
+	t.Parallel()
+	w := &slowInput{started: make(chan struct{}), release: make(chan struct{})}
+	in := &input{w: w}
+	wrote := make(chan error)
+	go func() {
+		_, err := in.Write([]byte("pack data"))
+		wrote <- err
+	}()
+	<-w.started
+	closed := make(chan struct{})
+	go func() {
+		_ = in.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the write in progress")
+	}
+	close(w.release)
+	if err := <-wrote; err != nil {
+		t.Fatalf("the write in progress: %v", err)
+	}
+	if _, err := in.Write([]byte("more")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("a write after the close: %v, want io.ErrClosedPipe", err)
+	}
+	_ = in.Close()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closes != 1 || w.lateOnes != 0 {
+		t.Errorf("closed %d times, %d writes after the close; want 1 and 0", w.closes, w.lateOnes)
+	}
+}
