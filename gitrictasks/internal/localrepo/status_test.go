@@ -84,6 +84,20 @@ func rewrite(t *testing.T, path, content string) {
 	}
 }
 
+// racyRewrite leaves a.txt's index entry racy: its stat data refreshed
+// with the file's mtime at at (core.trustctime off, so that only git's racy
+// check can tell), then content written with that mtime restored, and the
+// index's own mtime set to indexAt.
+func racyRewrite(t *testing.T, src *repotest.Repo, at, indexAt time.Time, content string) {
+	t.Helper()
+	src.Git(t, "config", "core.trustctime", "false")
+	a := filepath.Join(src.Dir, "a.txt")
+	os.Chtimes(a, at, at)
+	src.Git(t, "update-index", "-q", "--refresh")
+	rewrite(t, a, content)
+	os.Chtimes(filepath.Join(src.Dir, ".git", "index"), indexAt, indexAt)
+}
+
 // dropCacheTree rewrites the index of src without its extensions (go-git
 // writes none), so without a cache-tree.
 func dropCacheTree(t *testing.T, src *repotest.Repo) {
@@ -154,31 +168,18 @@ func TestChangesMatchGit(t *testing.T) {
 			return ""
 		}, untracked, []string{"a.txt"}, false},
 		{"modified, mtime restored, racy: same second as the index", func(t *testing.T, src *repotest.Repo) string {
-			src.Git(t, "config", "core.trustctime", "false") // only the racy check can tell
 			at := time.Now().Add(-10 * time.Minute).Truncate(time.Second).Add(200 * time.Millisecond)
-			os.Chtimes(path(src, "a.txt"), at, at)
-			src.Git(t, "update-index", "-q", "--refresh")
-			rewrite(t, path(src, "a.txt"), "2\n")
-			idx := at.Add(500 * time.Millisecond)
-			os.Chtimes(filepath.Join(src.Dir, ".git", "index"), idx, idx)
+			racyRewrite(t, src, at, at.Add(500*time.Millisecond), "2\n")
 			return ""
 		}, untracked, []string{"a.txt"}, false},
 		{"modified, mtime restored, racy: index mtime equals the file's", func(t *testing.T, src *repotest.Repo) string {
-			src.Git(t, "config", "core.trustctime", "false")
 			at := time.Now().Add(-10 * time.Minute)
-			os.Chtimes(path(src, "a.txt"), at, at)
-			src.Git(t, "update-index", "-q", "--refresh")
-			rewrite(t, path(src, "a.txt"), "2\n")
-			os.Chtimes(filepath.Join(src.Dir, ".git", "index"), at, at)
+			racyRewrite(t, src, at, at, "2\n")
 			return ""
 		}, untracked, []string{"a.txt"}, false},
 		{"racy but clean", func(t *testing.T, src *repotest.Repo) string {
-			src.Git(t, "config", "core.trustctime", "false")
 			at := time.Now().Add(-10 * time.Minute)
-			os.Chtimes(path(src, "a.txt"), at, at)
-			src.Git(t, "update-index", "-q", "--refresh")
-			rewrite(t, path(src, "a.txt"), "1\n")
-			os.Chtimes(filepath.Join(src.Dir, ".git", "index"), at, at)
+			racyRewrite(t, src, at, at, "1\n")
 			return ""
 		}, untracked, nil, false},
 		{"touched only", func(t *testing.T, src *repotest.Repo) string {
